@@ -1,0 +1,28 @@
+"""Command-line interface: thin Typer commands over the library functions.
+
+User errors (AcmixError) print one line to stderr and exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from acmix_deploy.cli.app import app
+from acmix_deploy.errors import AcmixError
+
+# Each import registers its commands on `app`.
+from acmix_deploy.cli import models_cmd  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="acmix-deploy")
+    except AcmixError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,1 @@
+"""Model commands: list-models, info, doctor (filled in by the model package)."""
