@@ -72,8 +72,10 @@ def _axis(n: int, k: int, stride: int, b: int, mode: str) -> _Axis:
         rel = (out[..., None] * stride + np.arange(k))[..., None] - padded[:, None, None, :]
         counts = (rel == 0).sum(axis=2)  # (nb, b, halo): padded window slot t equals halo slot l
     else:
-        halo = min(full, n)
-        starts = np.clip(np.arange(n_blocks) * b * stride - pad, 0, n - halo)
+        # the smallest halo that holds every block's (reflected, hence clipped) windows
+        lo, hi = window.min(axis=(1, 2)), window.max(axis=(1, 2))
+        halo = int((hi - lo).max()) + 1
+        starts = np.clip(lo, 0, n - halo)
         slot_pos = starts[:, None] + np.arange(halo)
         counts = (window[..., None] == slot_pos[:, None, None, :]).sum(axis=2)
     if (counts.sum(axis=2) != k).any():
@@ -132,11 +134,17 @@ def halo_geometry(height: int, width: int, k: int, stride: int, block: int, mode
 
 
 def choose_block(height: int, width: int, k: int, stride: int) -> tuple[int, str]:
-    """Block size and halo mode measured fastest in ONNX Runtime CPU (see benchmarks/export_latency.py)."""
+    """Block size and halo mode for one map, from ONNX Runtime CPU measurements (2 threads, ResNet-ACmix
+    maps at 224 px): 4 x 4 query blocks with reflect halos on large maps (fewer masked logits than
+    8 x 8, fewer gathered keys than 2 x 2), two clipped blocks per side on mid-size maps (a 14 x 14 map
+    needs 10 x 10 halos instead of 13 x 13), one block on small maps (a 7 x 7 map attends to its 49
+    pixels)."""
     n_out = (min(height, width) - 1) // stride + 1
     if n_out <= 8:
         return n_out, "unique"
-    return 8, "reflect"
+    if stride == 1 and n_out < 20:
+        return -(-n_out // 2), "unique"
+    return 4, "reflect"
 
 
 class LocalAttention(nn.Module):
@@ -179,25 +187,26 @@ class LocalAttention(nn.Module):
         self.register_buffer("key_offset", key_offset, persistent=False)
 
     def _rows(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B * heads, H * W, head_dim); C is head-major (h * hd + d) or dim-major."""
+        """(B, C, H, W) -> (B * heads, H * W, head_dim)."""
         hw = self.height * self.width
         if self.dim_major:
             return t.reshape(-1, self.head_dim, self.heads, hw).permute(0, 2, 3, 1).reshape(-1, hw, self.head_dim)
         return t.reshape(-1, self.head_dim, hw).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        geo = self.geometry
-        bb = self.block * self.block
+        # Gathers, not multi-axis transposes, move rows into blocks: ONNX Runtime runs 6-D transposes
+        # slower than a 2-D transpose plus a row gather.
+        geo, bb, hd = self.geometry, self.block * self.block, self.head_dim
         kt = self._rows(k)
         if self.key_offset is not None:
             kt = kt - self.key_offset
-        qb = self._rows(q).index_select(1, self.query_index).reshape(-1, geo.n_blocks, bb, self.head_dim)
-        kb = kt.index_select(1, self.key_index).reshape(-1, geo.n_blocks, geo.halo_size, self.head_dim)
-        vb = self._rows(v).index_select(1, self.key_index).reshape(-1, geo.n_blocks, geo.halo_size, self.head_dim)
+        qb = self._rows(q).index_select(1, self.query_index).reshape(-1, geo.n_blocks, bb, hd)
+        kb = kt.index_select(1, self.key_index).reshape(-1, geo.n_blocks, geo.halo_size, hd)
+        vb = self._rows(v).index_select(1, self.key_index).reshape(-1, geo.n_blocks, geo.halo_size, hd)
         logits = torch.matmul(qb, kb.transpose(-1, -2)) + self.mask
-        out = torch.matmul(logits.softmax(dim=-1), vb)  # (BH, nblk, bb, hd)
-        out = out.reshape(-1, geo.n_blocks * bb, self.head_dim).index_select(1, self.output_index)
-        return out.transpose(1, 2).reshape(-1, self.heads * self.head_dim, geo.out_height, geo.out_width)
+        out = torch.matmul(logits.softmax(dim=-1), vb).reshape(-1, geo.n_blocks * bb, hd)
+        out = out.index_select(1, self.output_index)  # (B * heads, H' * W', hd), raster order
+        return out.transpose(1, 2).reshape(-1, self.heads * hd, geo.out_height, geo.out_width)
 
     def extra_repr(self) -> str:
         g = self.geometry
