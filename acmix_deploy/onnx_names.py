@@ -58,10 +58,15 @@ def _graph_paths(graph: onnx.GraphProto) -> list[str]:
     return ["" if p is None else p for p in paths]
 
 
-def rename_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Rename every node of the main graph to "<module.path>/<Op>_<n>" (in place; returns model)."""
+def rename_nodes(model: onnx.ModelProto, root: str = "") -> onnx.ModelProto:
+    """Rename every node of the main graph to "<module.path>/<Op>_<n>" (in place; returns model).
+
+    `root`: a wrapper's attribute holding the network (e.g. "net"), dropped from every path.
+    """
     counters: Counter[tuple[str, str]] = Counter()
     for node, path in zip(model.graph.node, _graph_paths(model.graph)):
+        if root and (path == root or path.startswith(root + ".")):
+            path = path[len(root) + 1 :]
         key = (path, node.op_type)
         node.name = f"{path}/{node.op_type}_{counters[key]}"
         counters[key] += 1
