@@ -112,10 +112,31 @@ def unique_name(graph: gs.Graph, base: str, taken: set[str] | None = None) -> st
     return name
 
 
-def new_constant(graph: gs.Graph, base: str, values: np.ndarray, taken: set[str] | None = None) -> gs.Constant:
-    """A fresh initializer; passes never write into an existing one (exporters share identical
-    initializers between unrelated nodes)."""
-    return gs.Constant(unique_name(graph, base, taken), np.ascontiguousarray(values))
+class Namer:
+    """Unique names for what a pass creates. New initializers never overwrite existing ones
+    (exporters share identical initializers between unrelated nodes), so a folded weight first
+    gets "<module>.weight_1"; `settle` renames it to "<module>.weight" once cleanup has removed
+    the tensor it replaced."""
+
+    def __init__(self, graph: gs.Graph) -> None:
+        self.taken = set(graph.tensors().keys()) | {n.name for n in graph.nodes}
+        self.created: list[tuple[gs.Constant, str]] = []
+
+    def name(self, base: str) -> str:
+        return unique_name(None, base, self.taken)  # type: ignore[arg-type]
+
+    def constant(self, base: str, values: np.ndarray) -> gs.Constant:
+        const = gs.Constant(self.name(base), np.ascontiguousarray(values))
+        self.created.append((const, base))
+        return const
+
+    def settle(self, graph: gs.Graph) -> None:
+        names = set(graph.tensors().keys())
+        for const, base in self.created:
+            if const.name != base and const.name in names and base not in names:
+                names.discard(const.name)
+                const.name = base
+                names.add(base)
 
 
 def int_list(value: Iterable[int] | None, default: Sequence[int]) -> tuple[int, ...]:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from acmix_deploy.passes._graph import constant_value, is_onnx_op, node_module_path, pinned_names, producer, sole_consumer, unique_name
+from acmix_deploy.passes._graph import Namer, constant_value, is_onnx_op, node_module_path, pinned_names, producer, sole_consumer
 
 
 def _extra_outputs_used(bn: gs.Node, pinned: set[str]) -> bool:
     return any(not t.is_empty() and (t.outputs or t.name in pinned) for t in bn.outputs[1:])
 
 
-def _fold_one(graph: gs.Graph, bn: gs.Node, pinned: set[str], taken: set[str]) -> bool:
+def _fold_one(bn: gs.Node, pinned: set[str], namer: Namer) -> bool:
     if not is_onnx_op(bn) or len(bn.inputs) != 5 or not bn.outputs:
         return False
     if int(bn.attrs.get("training_mode", 0)) != 0 or int(bn.attrs.get("spatial", 1)) != 1:
@@ -50,8 +50,7 @@ def _fold_one(graph: gs.Graph, bn: gs.Node, pinned: set[str], taken: set[str]) -
     b_new = np.broadcast_to(b_new, (cout,)).copy()
 
     base = node_module_path(conv) or conv.name or conv.outputs[0].name
-    conv.inputs = [conv.inputs[0], gs.Constant(unique_name(graph, f"{base}.weight", taken), w_new),
-                   gs.Constant(unique_name(graph, f"{base}.bias", taken), b_new)]
+    conv.inputs = [conv.inputs[0], namer.constant(f"{base}.weight", w_new), namer.constant(f"{base}.bias", b_new)]
     out = bn.outputs[0]
     bn.inputs.clear()
     bn.outputs.clear()
@@ -63,7 +62,9 @@ def fold_batchnorm(graph: gs.Graph) -> gs.Graph:
     """Fold every inference BatchNormalization that directly follows a Conv into that Conv."""
     graph = graph.copy()
     pinned = pinned_names(graph)
-    taken = set(graph.tensors().keys()) | {n.name for n in graph.nodes}
+    namer = Namer(graph)
     for bn in [n for n in graph.nodes if n.op == "BatchNormalization"]:
-        _fold_one(graph, bn, pinned, taken)
-    return graph.cleanup().toposort()
+        _fold_one(bn, pinned, namer)
+    graph.cleanup()
+    namer.settle(graph)
+    return graph.toposort()

@@ -26,13 +26,13 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from acmix_deploy.passes._graph import (
+    Namer,
     constant_value,
     is_onnx_op,
     node_module_path,
     pinned_names,
     producer,
     sole_consumer,
-    unique_name,
     with_inferred_shapes,
 )
 
@@ -126,13 +126,13 @@ def _channel_vector(node: gs.Node, c: np.ndarray, rank: int | None) -> np.ndarra
     return c.reshape(n)
 
 
-def _scaled(graph: gs.Graph, node: gs.Node, idx: int, values: np.ndarray, taken: set[str]) -> gs.Constant:
+def _scaled(node: gs.Node, idx: int, values: np.ndarray, namer: Namer) -> gs.Constant:
     base = node_module_path(node) or node.name or node.outputs[0].name
     suffix = {1: "weight", 2: "bias"}.get(idx, f"input{idx}") if node.op != "MatMul" else "weight"
-    return gs.Constant(unique_name(graph, f"{base}.{suffix}", taken), np.ascontiguousarray(values))
+    return namer.constant(f"{base}.{suffix}", values)
 
 
-def _scale_output(graph: gs.Graph, node: gs.Node, vec: np.ndarray, taken: set[str]) -> bool:
+def _scale_output(node: gs.Node, vec: np.ndarray, namer: Namer) -> bool:
     """Rewrite linear `node` so that its output is multiplied by per-channel `vec` (len 1 or N)."""
     slot = _weight_slot(node)
     if node.op == "Conv":
@@ -143,16 +143,16 @@ def _scale_output(graph: gs.Graph, node: gs.Node, vec: np.ndarray, taken: set[st
         if len(node.inputs) > 2 and not node.inputs[2].is_empty() and bias is None:
             return False
         v = np.broadcast_to(vec, (w.shape[0],))
-        node.inputs[1] = _scaled(graph, node, 1, (w * v.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype), taken)
+        node.inputs[1] = _scaled(node, 1, (w * v.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype), namer)
         if bias is not None:
-            node.inputs[2] = _scaled(graph, node, 2, (bias.astype(np.float64) * v).astype(bias.dtype), taken)
+            node.inputs[2] = _scaled(node, 2, (bias.astype(np.float64) * v).astype(bias.dtype), namer)
         return True
     if node.op == "MatMul":
         if slot is None or (vec.size > 1 and slot[0] != 1):
             return False
         idx, w = slot
         factor = vec if vec.size > 1 else vec[0]
-        node.inputs[idx] = _scaled(graph, node, idx, (w.astype(np.float64) * factor).astype(w.dtype), taken)
+        node.inputs[idx] = _scaled(node, idx, (w.astype(np.float64) * factor).astype(w.dtype), namer)
         return True
     if node.op == "Gemm":
         has_c = len(node.inputs) > 2 and not node.inputs[2].is_empty()
@@ -169,9 +169,9 @@ def _scale_output(graph: gs.Graph, node: gs.Node, vec: np.ndarray, taken: set[st
             node.attrs["beta"] = float(node.attrs.get("beta", 1.0) * vec[0])
         _, b = slot
         col = vec if vec.size == 1 else (vec.reshape(-1, 1) if int(node.attrs.get("transB", 0)) else vec.reshape(1, -1))
-        node.inputs[1] = _scaled(graph, node, 1, (b.astype(np.float64) * col).astype(b.dtype), taken)
+        node.inputs[1] = _scaled(node, 1, (b.astype(np.float64) * col).astype(b.dtype), namer)
         if c_val is not None:
-            node.inputs[2] = _scaled(graph, node, 2, (c_val.astype(np.float64) * vec).astype(c_val.dtype), taken)
+            node.inputs[2] = _scaled(node, 2, (c_val.astype(np.float64) * vec).astype(c_val.dtype), namer)
         return True
     return False
 
@@ -195,7 +195,7 @@ def _scalar_target(tensor: gs.Tensor, pinned: set[str], depth: int = 0) -> gs.No
     return None
 
 
-def _fold_after(graph: gs.Graph, mul: gs.Node, pinned: set[str], taken: set[str]) -> bool:
+def _fold_after(mul: gs.Node, pinned: set[str], namer: Namer) -> bool:
     got = _factor(mul)
     if got is None:
         return False
@@ -206,12 +206,12 @@ def _fold_after(graph: gs.Graph, mul: gs.Node, pinned: set[str], taken: set[str]
     done = False
     if first.op in LINEAR_OPS and is_onnx_op(first):  # per-output-channel factors allowed here
         vec = _channel_vector(first, c, _out_rank(first, var))
-        done = vec is not None and _scale_output(graph, first, vec, taken)
+        done = vec is not None and _scale_output(first, vec, namer)
     if not done:  # a scalar may travel further up
         if c.size != 1 or (c.ndim > 0 and (var.shape is None or c.ndim > len(var.shape))):
             return False
         target = _scalar_target(var, pinned)
-        if target is None or not _scale_output(graph, target, c.reshape(1), taken):
+        if target is None or not _scale_output(target, c.reshape(1), namer):
             return False
     out = mul.outputs[0]
     mul.inputs.clear()
@@ -220,7 +220,7 @@ def _fold_after(graph: gs.Graph, mul: gs.Node, pinned: set[str], taken: set[str]
     return True
 
 
-def _fold_before(graph: gs.Graph, mul: gs.Node, pinned: set[str], taken: set[str]) -> bool:
+def _fold_before(mul: gs.Node, pinned: set[str], namer: Namer) -> bool:
     got = _factor(mul)
     if got is None:
         return False
@@ -243,7 +243,7 @@ def _fold_before(graph: gs.Graph, mul: gs.Node, pinned: set[str], taken: set[str
             return False
         plan.append((r, w_idx, w, data_idx))
     for r, w_idx, w, data_idx in plan:
-        r.inputs[w_idx] = _scaled(graph, r, w_idx, (w.astype(np.float64) * c.reshape(())).astype(w.dtype), taken)
+        r.inputs[w_idx] = _scaled(r, w_idx, (w.astype(np.float64) * c.reshape(())).astype(w.dtype), namer)
         r.inputs[data_idx] = x
     mul.inputs.clear()
     mul.outputs.clear()
@@ -254,12 +254,13 @@ def fold_scalars(graph: gs.Graph) -> gs.Graph:
     """Fold constant Mul/Div next to Conv / MatMul / Gemm into their constant weights."""
     graph = with_inferred_shapes(graph)
     pinned = pinned_names(graph)
-    taken = set(graph.tensors().keys()) | {n.name for n in graph.nodes}
+    namer = Namer(graph)
     changed = True
     while changed:
         changed = False
         for mul in [n for n in graph.nodes if n.op in ("Mul", "Div") and n.outputs]:
-            if _fold_after(graph, mul, pinned, taken) or _fold_before(graph, mul, pinned, taken):
+            if _fold_after(mul, pinned, namer) or _fold_before(mul, pinned, namer):
                 changed = True
         graph.cleanup()
+    namer.settle(graph)
     return graph.toposort()

@@ -22,7 +22,7 @@ from collections import defaultdict
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from acmix_deploy.passes._graph import constant_value, is_onnx_op, fused_name, int_list, module_path, node_module_path, unique_name
+from acmix_deploy.passes._graph import Namer, constant_value, fused_name, int_list, is_onnx_op, module_path, node_module_path
 
 
 def _conv_key(conv: gs.Node) -> tuple | None:
@@ -60,28 +60,29 @@ def _bias(conv: gs.Node, cout: int, dtype: np.dtype) -> np.ndarray | None:
     return np.asarray(constant_value(conv.inputs[2]), dtype=dtype).reshape(cout)
 
 
-def _fuse_group(graph: gs.Graph, x: gs.Tensor, convs: list[gs.Node], taken: set[str]) -> None:
+def _fuse_group(graph: gs.Graph, x: gs.Tensor, convs: list[gs.Node], namer: Namer) -> None:
     weights = [constant_value(c.inputs[1]) for c in convs]
     dtype = weights[0].dtype
     couts = [int(w.shape[0]) for w in weights]
     biases = [_bias(c, n, dtype) for c, n in zip(convs, couts)]
     names = [c.name or c.outputs[0].name for c in convs]
     paths = [node_module_path(c) for c in convs]
-    conv_name = unique_name(graph, fused_name(names, "Conv", paths), taken)
-    split_name = unique_name(graph, fused_name(names, "Split", paths), taken)
-    base = module_path(conv_name) or conv_name
-    w = gs.Constant(unique_name(graph, f"{base}.weight", taken), np.ascontiguousarray(np.concatenate(weights, 0)))
+    conv_name = namer.name(fused_name(names, "Conv", paths))
+    split_name = namer.name(fused_name(names, "Split", paths))
+    # "<block>.qkv.weight" for ACmix stage I; the full node name for other groups
+    base = module_path(conv_name) if "[" not in conv_name and module_path(conv_name) else conv_name
+    w = namer.constant(f"{base}.weight", np.concatenate(weights, 0))
     inputs: list[gs.Tensor] = [x, w]
     if any(b is not None for b in biases):
         stacked = [b if b is not None else np.zeros(n, dtype) for b, n in zip(biases, couts)]
-        inputs.append(gs.Constant(unique_name(graph, f"{base}.bias", taken), np.concatenate(stacked)))
+        inputs.append(namer.constant(f"{base}.bias", np.concatenate(stacked)))
 
     outs = [c.outputs[0] for c in convs]
     shape = None
     if all(o.shape is not None and len(o.shape) >= 2 for o in outs) and all(isinstance(o.shape[1], int) for o in outs):
         shape = list(outs[0].shape)
         shape[1] = sum(couts)
-    fused_out = gs.Variable(unique_name(graph, f"{conv_name}_output_0", taken), dtype=outs[0].dtype or dtype, shape=shape)
+    fused_out = gs.Variable(namer.name(f"{conv_name}_output_0"), dtype=outs[0].dtype or dtype, shape=shape)
     attrs = {k: v for k, v in convs[0].attrs.items()}
     fused = gs.Node("Conv", conv_name, attrs=attrs, inputs=inputs, outputs=[fused_out])
 
@@ -90,7 +91,7 @@ def _fuse_group(graph: gs.Graph, x: gs.Tensor, convs: list[gs.Node], taken: set[
         c.outputs.clear()
         graph.nodes.remove(c)
     if graph.opset >= 13:
-        sizes = gs.Constant(unique_name(graph, f"{base}.split_sizes", taken), np.asarray(couts, dtype=np.int64))
+        sizes = namer.constant(f"{base}.split_sizes", np.asarray(couts, dtype=np.int64))
         split = gs.Node("Split", split_name, attrs={"axis": 1}, inputs=[fused_out, sizes], outputs=outs)
     else:
         split = gs.Node("Split", split_name, attrs={"axis": 1, "split": couts}, inputs=[fused_out], outputs=outs)
@@ -101,7 +102,7 @@ def fuse_parallel_conv1x1(graph: gs.Graph) -> gs.Graph:
     """Fuse every group of >= 2 compatible 1x1 Convs that read the same tensor into Conv + Split."""
     graph = graph.copy()
     order = {id(n): i for i, n in enumerate(graph.nodes)}
-    taken = set(graph.tensors().keys()) | {n.name for n in graph.nodes}
+    namer = Namer(graph)
     for x in list(graph.tensors().values()):
         readers = [n for n in x.outputs if n.op == "Conv" and n.inputs and n.inputs[0] is x]
         if len(readers) < 2:
@@ -113,5 +114,7 @@ def fuse_parallel_conv1x1(graph: gs.Graph) -> gs.Graph:
                 groups[key].append(conv)
         for convs in groups.values():
             if len(convs) >= 2:
-                _fuse_group(graph, x, convs, taken)
-    return graph.cleanup().toposort()
+                _fuse_group(graph, x, convs, namer)
+    graph.cleanup()
+    namer.settle(graph)
+    return graph.toposort()

@@ -193,10 +193,18 @@ def make_inputs(
     return feeds
 
 
+def _quiet_ort() -> None:
+    """ORT's graph optimizers log warnings through the default logger, not the session's."""
+    from acmix_deploy.ort import import_onnxruntime
+
+    import_onnxruntime().set_default_logger_severity(3)
+
+
 def run_model(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs with ONNX Runtime's own graph rewrites off, so the gate checks our graph."""
     from acmix_deploy.ort import make_session, run
 
+    _quiet_ort()
     return run(make_session(model_bytes, optimization="disable"), feeds)
 
 
@@ -248,6 +256,7 @@ def measure_latency(
     idle session does not steal the other's cores (DESIGN.md section 4)."""
     from acmix_deploy.ort import make_session
 
+    _quiet_ort()
     sessions = [make_session(m, threads=threads, spinning=False) for m in (before, after)]
     names = [[o.name for o in s.get_outputs()] for s in sessions]
     for _ in range(warmup):
