@@ -26,8 +26,8 @@ def _parse_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.2f} MiB"
+def _size(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 def _print_passes() -> None:
@@ -75,7 +75,7 @@ def _print_report(report) -> None:
     summary.add_column("what")
     summary.add_column("value")
     summary.add_row("Conv nodes", f"{report.conv_before} -> {report.conv_after}")
-    summary.add_row("file size", f"{_mib(report.bytes_before)} -> {_mib(report.bytes_after)}")
+    summary.add_row("file size", f"{_size(report.bytes_before)} -> {_size(report.bytes_after)}")
     if report.latency is not None:
         lat = report.latency
         summary.add_row(
@@ -103,7 +103,9 @@ def optimize(
     output: Annotated[
         Optional[Path], typer.Option("-o", "--output", help="output file; default: <stem>.opt.onnx beside the input")
     ] = None,
-    passes: Annotated[Optional[str], typer.Option("--passes", help="comma list of passes to run, in this order")] = None,
+    passes: Annotated[
+        Optional[str], typer.Option("--passes", help="comma list of passes to run, in this order")
+    ] = None,
     skip: Annotated[Optional[str], typer.Option("--skip", help="comma list of passes to leave out")] = None,
     list_passes: Annotated[bool, typer.Option("--list-passes", help="list the passes and exit")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,

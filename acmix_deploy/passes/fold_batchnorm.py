@@ -13,7 +13,15 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from acmix_deploy.passes._graph import Namer, constant_value, is_onnx_op, node_module_path, pinned_names, producer, sole_consumer
+from acmix_deploy.passes._graph import (
+    Namer,
+    constant_value,
+    is_onnx_op,
+    node_module_path,
+    pinned_names,
+    producer,
+    sole_consumer,
+)
 
 
 def _extra_outputs_used(bn: gs.Node, pinned: set[str]) -> bool:
@@ -45,7 +53,8 @@ def _fold_one(bn: gs.Node, pinned: set[str], namer: Namer) -> bool:
         return False
     eps = float(bn.attrs.get("epsilon", 1e-5))
     scale = gamma / np.sqrt(var + eps)
-    w_new = (w.astype(np.float64) * np.broadcast_to(scale, (cout,)).reshape((cout,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+    per_out = np.broadcast_to(scale, (cout,)).reshape((cout,) + (1,) * (w.ndim - 1))
+    w_new = (w.astype(np.float64) * per_out).astype(w.dtype)
     b_new = ((np.asarray(b, np.float64).reshape(-1) - mean) * scale + beta).astype(w.dtype)
     b_new = np.broadcast_to(b_new, (cout,)).copy()
 

@@ -108,6 +108,8 @@ def _channel_vector(node: gs.Node, c: np.ndarray, rank: int | None) -> np.ndarra
     shape = (1,) * (rank - c.ndim) + c.shape
     if node.op == "Conv":
         w = constant_value(node.inputs[1])
+        if w is None:
+            return None
         axis, n = 1, w.shape[0]
     elif node.op == "MatMul":
         slot = _weight_slot(node)

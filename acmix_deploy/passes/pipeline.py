@@ -116,7 +116,8 @@ def load_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, int]:
         if files:
             onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
     except Exception as exc:  # noqa: BLE001 - protobuf / onnx raise assorted types
-        raise AcmixError(f"cannot read ONNX file {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AcmixError(f"cannot read ONNX file {path}: {first}") from None
     return model, size
 
 
@@ -217,14 +218,18 @@ def _tol(ref: np.ndarray) -> float:
 
 
 def check_parity(
-    model: onnx.ModelProto, feeds: dict[str, np.ndarray], reference: dict[str, np.ndarray]
+    model: onnx.ModelProto,
+    feeds: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    checker: bool = True,
 ) -> list[parity.ParityResult]:
-    """Checker + ORT comparison of `model` against reference outputs; a model that fails to
-    check or load counts as a failed gate (raises ParityError with the reason)."""
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:  # noqa: BLE001
-        raise ParityError(f"the ONNX checker rejects the model: {str(exc).strip().splitlines()[0]}") from None
+    """ONNX checker (if `checker`) + ORT comparison of `model` against reference outputs. A model
+    that fails to check, load or run, or gives other output names or shapes, raises ParityError."""
+    if checker:
+        try:
+            onnx.checker.check_model(model)
+        except Exception as exc:  # noqa: BLE001 - the checker raises several types
+            raise ParityError(f"the ONNX checker rejects the model: {str(exc).strip().splitlines()[0]}") from None
     try:
         outputs = run_model(model.SerializeToString(), feeds)
     except AcmixError as exc:
@@ -236,10 +241,10 @@ def check_parity(
         out = outputs[name]
         if out.shape != ref.shape:
             raise ParityError(f"output '{name}' has shape {out.shape}, expected {ref.shape}")
-        numeric = np.issubdtype(ref.dtype, np.number) or ref.dtype == np.bool_
+        floating = np.issubdtype(ref.dtype, np.floating)
         results.append(
-            parity.compare(ref.astype(np.float64) if numeric else ref, out.astype(np.float64) if numeric else out,
-                           _tol(ref), name=name, classify=None if np.issubdtype(ref.dtype, np.floating) else False)
+            parity.compare(ref.astype(np.float64), out.astype(np.float64), _tol(ref), name=name,
+                           classify=None if floating else False)
         )
     return results
 
@@ -250,7 +255,12 @@ def check_parity(
 
 
 def measure_latency(
-    before: bytes, after: bytes, feeds: dict[str, np.ndarray], runs: int = 20, warmup: int = 3, threads: int | None = None
+    before: bytes,
+    after: bytes,
+    feeds: dict[str, np.ndarray],
+    runs: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
 ) -> LatencyResult:
     """Median latencies of two models timed alternately (ABBA order), intra-op spinning off so the
     idle session does not steal the other's cores (DESIGN.md section 4)."""
@@ -290,32 +300,45 @@ def _apply(graph, name: str):
     return PASSES[name].fn(graph)
 
 
-def _gate_message(pass_name: str, results_or_reason: list[parity.ParityResult] | str) -> str:
-    if isinstance(results_or_reason, str):
-        detail = results_or_reason
-    else:
-        detail = "; ".join(r.line() for r in results_or_reason if not r.passed)
-    return f"parity gate failed after pass '{pass_name}': {detail}"
+class _Gate:
+    """The parity gate for one input model: its seeded inputs and reference outputs."""
+
+    def __init__(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> None:
+        self.feeds = feeds
+        try:
+            self.reference = run_model(model.SerializeToString(), feeds)
+        except AcmixError as exc:
+            raise AcmixError(f"the input model does not run in ONNX Runtime: {exc}") from None
+        try:  # hold the output to the checker only if the input passes it
+            onnx.checker.check_model(model)
+            self.checker = True
+        except Exception:  # noqa: BLE001
+            self.checker = False
+
+    def results(self, model: onnx.ModelProto) -> tuple[list[parity.ParityResult], str | None]:
+        """(comparisons, reason the gate fails or None)."""
+        try:
+            results = check_parity(model, self.feeds, self.reference, self.checker)
+        except ParityError as exc:
+            return [], str(exc)
+        failed = [r.line() for r in results if not r.passed]
+        return results, ("; ".join(failed) if failed else None)
+
+    def require(self, model: onnx.ModelProto, pass_name: str) -> list[parity.ParityResult]:
+        results, reason = self.results(model)
+        if reason is not None:
+            raise ParityError(f"parity gate failed after pass '{pass_name}': {reason}")
+        return results
 
 
-def _gate(model: onnx.ModelProto, feeds, reference, pass_name: str) -> list[parity.ParityResult]:
-    try:
-        results = check_parity(model, feeds, reference)
-    except ParityError as exc:
-        raise ParityError(_gate_message(pass_name, str(exc))) from None
-    if not all(r.passed for r in results):
-        raise ParityError(_gate_message(pass_name, results))
-    return results
-
-
-def _find_culprit(model: onnx.ModelProto, names: list[str], feeds, reference) -> None:
+def _find_culprit(model: onnx.ModelProto, names: list[str], gate: _Gate) -> None:
     """Re-run the passes one at a time with the gate after each; raises naming the first failure."""
     import onnx_graphsurgeon as gs
 
     graph = gs.import_onnx(model)
     for name in names:
         graph = _apply(graph, name)
-        _gate(to_model(graph, model), feeds, reference, name)
+        gate.require(to_model(graph, model), name)
 
 
 def optimize_model(
@@ -342,11 +365,7 @@ def optimize_model(
     if model.ByteSize() > TWO_GB:
         raise AcmixError("models over 2 GB are not supported by optimize (protobuf limit)")
     feeds = make_inputs(model, seed, input_shapes)
-    before_bytes = model.SerializeToString()
-    try:
-        reference = run_model(before_bytes, feeds)
-    except AcmixError as exc:
-        raise AcmixError(f"the input model does not run in ONNX Runtime: {exc}") from None
+    gate = _Gate(model, feeds)
 
     graph = gs.import_onnx(model)
     records: list[PassRecord] = []
@@ -356,19 +375,16 @@ def optimize_model(
         graph = _apply(graph, name)
         record = PassRecord(name, time.perf_counter() - t0, n_before, len(graph.nodes))
         if debug:
-            record.parity = [r.line() for r in _gate(to_model(graph, model), feeds, reference, name)]
+            record.parity = [r.line() for r in gate.require(to_model(graph, model), name)]
         records.append(record)
 
     optimized = to_model(graph, model)
-    try:
-        results = check_parity(optimized, feeds, reference)
-        failed = not all(r.passed for r in results)
-    except ParityError:
-        failed, results = True, []
-    if failed:
-        _find_culprit(model, names, feeds, reference)
-        raise ParityError(_gate_message(names[-1] if names else "(none)", results or "the gate failed"))
+    results, reason = gate.results(optimized)
+    if reason is not None:
+        _find_culprit(model, names, gate)  # raises naming the pass; the rest is a fallback
+        raise ParityError(f"parity gate failed after the passes {', '.join(names)}: {reason}")
 
+    before_bytes = model.SerializeToString()
     after_bytes = optimized.SerializeToString()
     report = OptimizeReport(
         passes=records,
@@ -432,7 +448,11 @@ def optimize_file(
             ws.ONNX_OPTIMIZED,
             artifact.model,
             out,
-            meta={"source": str(Path(in_path).resolve()), "passes": [p.name for p in report.passes], "parity": report.parity},
+            meta={
+                "source": str(Path(in_path).resolve()),
+                "passes": [p.name for p in report.passes],
+                "parity": report.parity,
+            },
             workspace=workspace,
         )
     return report

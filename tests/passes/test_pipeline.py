@@ -146,3 +146,20 @@ def test_unreadable_input_is_a_one_line_error(tmp_path):
         optimize_file(bad, latency_runs=0)
     with pytest.raises(AcmixError, match="no such ONNX file"):
         optimize_file(tmp_path / "missing.onnx", latency_runs=0)
+
+
+@pytest.mark.parametrize("name", list(PASSES))
+def test_passes_are_pure_functions(name):
+    """A pass returns a new graph and leaves the one it was given untouched."""
+    graph = gs.import_onnx(small_model())
+    before = gs.export_onnx(graph, do_type_check=False).SerializeToString()
+    result = PASSES[name].fn(graph)
+    assert result is not graph
+    assert gs.export_onnx(graph, do_type_check=False).SerializeToString() == before
+
+
+def test_input_that_ort_cannot_run_is_a_user_error():
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", [1, 2])], [vi("y", [1, 2])])
+    model.graph.node[0].op_type = "NoSuchOp"
+    with pytest.raises(AcmixError, match="does not run in ONNX Runtime"):
+        optimize_model(model, latency_runs=0)
