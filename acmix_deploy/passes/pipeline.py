@@ -295,9 +295,18 @@ def measure_latency(
 
 
 def _apply(graph, name: str):
+    """Run one registered pass; a pass that crashes on this model is a one-line error naming it."""
     from acmix_deploy.passes import PASSES
 
-    return PASSES[name].fn(graph)
+    try:
+        return PASSES[name].fn(graph)
+    except AcmixError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - report which pass, not a traceback
+        raise AcmixError(
+            f"pass '{name}' failed on this model ({type(exc).__name__}: {str(exc).strip()[:200]}); "
+            f"run without it: --skip {name}"
+        ) from exc
 
 
 class _Gate:

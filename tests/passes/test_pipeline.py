@@ -163,3 +163,12 @@ def test_input_that_ort_cannot_run_is_a_user_error():
     model.graph.node[0].op_type = "NoSuchOp"
     with pytest.raises(AcmixError, match="does not run in ONNX Runtime"):
         optimize_model(model, latency_runs=0)
+
+
+def test_a_crashing_pass_is_a_one_line_error_naming_it(monkeypatch):
+    def crash(graph: gs.Graph) -> gs.Graph:
+        raise KeyError("boom")
+
+    monkeypatch.setitem(PASSES, "fold_batchnorm", PassInfo("fold_batchnorm", crash, "broken"))
+    with pytest.raises(AcmixError, match="pass 'fold_batchnorm' failed on this model .*--skip fold_batchnorm"):
+        optimize_model(small_model(), latency_runs=0)
