@@ -21,7 +21,8 @@ def is_onnx_op(node: gs.Node) -> bool:
 
 
 def constant_value(tensor: gs.Tensor | None) -> np.ndarray | None:
-    """The value of an initializer or of a `Constant` node's output; None for anything else."""
+    """The value of an initializer or of a `Constant` node's output (also seen through Identity);
+    None for anything else."""
     if tensor is None or tensor.is_empty():
         return None
     if isinstance(tensor, gs.Constant):
@@ -29,6 +30,9 @@ def constant_value(tensor: gs.Tensor | None) -> np.ndarray | None:
     if len(tensor.inputs) != 1:
         return None
     node = tensor.inputs[0]
+    if node.op == "Identity" and is_onnx_op(node):
+        # The TorchScript exporter shares equal initializers through Identity nodes.
+        return constant_value(node.inputs[0])
     if node.op != "Constant" or not is_onnx_op(node) or len(node.attrs) != 1:
         return None
     key, val = next(iter(node.attrs.items()))
