@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,14 @@ META_KEY = "acmix_deploy"
 
 
 def _stub_class(qualified: str) -> type:
-    """A dict-like stand-in for a config class pickled beside the weights (never executed)."""
+    """A stand-in for a config class pickled beside the weights: its instances unpickle as plain
+    OrderedDicts (the only mapping whose items and attributes the weights_only unpickler fills),
+    so none of the original class's code exists or runs."""
     module, _, name = qualified.rpartition(".")
 
-    class Stub(dict):
-        def __setstate__(self, state: Any) -> None:
-            if isinstance(state, dict):
-                self.__dict__.update(state)
+    class Stub:
+        def __new__(cls, *args: Any, **kwargs: Any) -> OrderedDict:  # type: ignore[misc]
+            return OrderedDict()
 
     Stub.__module__, Stub.__name__, Stub.__qualname__ = module, name, name
     return Stub
@@ -80,6 +82,17 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _unpickler_reason(exc: Exception) -> str:
+    """The one informative line of torch's weights_only refusal."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            rest = rest or (lines[i + 1] if i + 1 < len(lines) else line)
+            return rest.split(". Please")[0]
+    return lines[0] if lines else type(exc).__name__
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
     """Read weights (and our metadata, if present) from a checkpoint file, never running its code."""
     path = Path(path)
@@ -88,8 +101,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
     try:
         obj = _torch_load(path)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise AcmixError(f"{path} cannot be loaded safely (weights_only): {first}") from None
+        if not zipfile.is_zipfile(path):
+            raise AcmixError(f"{path} is not a readable PyTorch checkpoint (truncated or foreign file)") from None
+        raise AcmixError(f"{path} cannot be loaded safely (weights_only): {_unpickler_reason(exc)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise AcmixError(f"{path} is not a readable PyTorch checkpoint (truncated or foreign file): {first}") from None

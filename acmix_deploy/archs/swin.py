@@ -284,7 +284,8 @@ class SwinTransformer(nn.Module):
         self.min_size = min_swin_size(patch_size, n_stages, window_size)
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         res = img_size // patch_size
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        n_blocks = sum(depths)
+        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]  # stochastic depth decay
         self.layers = nn.ModuleList()
         self.feature_channels = []
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):

@@ -149,6 +149,10 @@ class ACmix(nn.Module):
 
 def acmix_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(module path, block) of every ACmix block of a model, ResNet or Swin."""
-    from acmix_deploy.archs.swin import WindowAttentionACmix  # local: archs import nn
+    from acmix_deploy.archs.swin import WindowAttention  # local import: archs import this module
 
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (ACmix, WindowAttentionACmix))]
+    return [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, ACmix) or (isinstance(m, WindowAttention) and m.acmix)
+    ]
