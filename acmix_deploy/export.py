@@ -328,6 +328,32 @@ def verify_model(reference_model, model_bytes: bytes, card, img_size: int, batch
     return [compare(ref[name], got[name], FP32_TOL, name=name) for name in ref]
 
 
+def settle_batchnorm(model, card, img_size: int, n_images: int = 2, seed: int = 1) -> None:
+    """Give a random-init model BatchNorm statistics from one batch of seeded images (in place).
+
+    Freshly initialised ResNets keep BatchNorm's identity statistics, so activations grow block after
+    block (ResNet-ACmix-50 at 224 px reaches attention logits of 1e12) and any two float32
+    implementations disagree: parity would test the initialisation, not the export. With settled
+    statistics activations have a trained network's scale. Models without BatchNorm are untouched.
+    """
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    images = torch.from_numpy(verification_images(card, img_size, n_images, seed))
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: exactly this batch's statistics
+        m.train()
+    with torch.no_grad():
+        model(images)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+        m.eval()
+
+
 # --------------------------------------------------------------------------------------------------
 # optional graph passes
 # --------------------------------------------------------------------------------------------------
@@ -430,6 +456,8 @@ def export_onnx(
         reference = create_model(model_name, checkpoint=checkpoint, **build)
     card = reference.card
     checkpoint_sha = sha256_file(checkpoint) if checkpoint is not None else None
+    if checkpoint is None:
+        settle_batchnorm(reference, card, size)
     deployed = switch_to_deploy(reference, size, **(deploy_options or {}))
     extra = {"outputs": list(FEATURE_NAMES) if features else [LOGITS_NAME], "shift": shift if card.is_acmix else None}
     meta = _metadata(card, size, checkpoint_sha, extra)
