@@ -256,3 +256,31 @@ def test_cli_export_tensor_shift_into_workspace(capsys, tmp_path):
     conv_path = [n for n in model.graph.node if ".conv_path" in n.name]
     assert not any(n.op_type == "Conv" and "dep_conv" in n.name for n in conv_path)
     assert any(n.op_type == "Slice" for n in conv_path)
+
+
+def test_checkpoint_export_uses_its_size_classes_and_hash(tmp_path):
+    """A toolkit checkpoint supplies the model's overrides (size, width, classes); its sha256 is recorded."""
+    from acmix_deploy.checkpoint import save_checkpoint
+    from acmix_deploy.fileio import sha256_file
+
+    overrides = dict(width=16, img_size=48, num_classes=3)
+    model = create_model("resnet26", **overrides)
+    settle_batchnorm(model, model.card, 48)  # trained-like statistics
+    ckpt = save_checkpoint(model, tmp_path / "r26.pt", classes=["a", "b", "c"])
+    result = export_onnx("resnet26", checkpoint=ckpt, output=tmp_path / "r26.onnx", optimize=False)
+    assert result.verified and result.img_size == 48
+    meta = _meta(onnx.load(str(result.path)))
+    assert meta["checkpoint_sha256"] == sha256_file(ckpt)
+    assert meta["classes"] == ["a", "b", "c"] and meta["num_classes"] == 3 and meta["input_size"] == [3, 48, 48]
+
+
+def test_learned_shift_kernels_refuse_fixed_shift_export(tmp_path):
+    from acmix_deploy.checkpoint import save_checkpoint
+
+    model = create_model("resnet_acmix26", width=16, k_att=3, img_size=64)
+    with torch.no_grad():
+        model.layer1[0].conv2.dep_conv.weight.add_(0.1)  # learned, no longer one-hot
+    ckpt = save_checkpoint(model, tmp_path / "learned.pt")
+    with pytest.raises(AcmixError, match="shift='group'"):
+        export_onnx("resnet_acmix26", checkpoint=ckpt, shift="fixed", output=tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
