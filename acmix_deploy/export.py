@@ -214,8 +214,7 @@ def to_onnx_proto(
     del proto.metadata_props[:]
     for key, value in sorted((metadata or {}).items()):
         proto.metadata_props.add(key=key, value=value)
-    # opset `opset` for the default domain; checker-valid IR
-    if proto.ir_version > onnx.IR_VERSION:
+    if proto.ir_version > onnx.IR_VERSION:  # never newer than the installed checker understands
         proto.ir_version = onnx.IR_VERSION
     return proto
 
@@ -224,8 +223,8 @@ def _cleanup_graph(program) -> None:
     """Constant folding, no-op removal, BatchNorm -> Conv folding, dead code, constant lifting, CSE.
 
     The exporter's own `optimize` runs onnxscript's whole pattern-rewrite rule set, which costs half
-    the export time on ACmix graphs and, on them, changes nothing beyond these rules. Falls back to it
-    when onnxscript's layout differs from the one this was written against.
+    the export time on ACmix graphs; on ResNet-ACmix-50 it gave the same graph size as these rules.
+    Falls back to it when onnxscript's internals differ from the ones this was written against.
     """
     try:
         import onnx_ir as ir
