@@ -36,7 +36,7 @@ if str(REPO) not in sys.path:
 
 PAIRS = [("resnet_acmix50", "resnet50"), ("swin_acmix_t", "swin_t"), ("resnet_acmix26", "resnet26"),
          ("resnet_acmix38", "resnet38")]
-CONV_FORMS = ("split", "grouped", "dense")
+CONV_FORMS = ("grouped", "split", "dense")
 
 
 def export(name: str, folder: Path, size: int, **kwargs) -> Path:
@@ -50,7 +50,11 @@ def export(name: str, folder: Path, size: int, **kwargs) -> Path:
 
 
 def interleaved(paths: dict[str, Path], size: int, threads: int, runs: int, warmup: int) -> dict[str, list[float]]:
-    """Per label, `runs` wall times (ms): each round runs every session once, in turn."""
+    """Per label, `runs` wall times (ms): each round runs every session once, in turn.
+
+    CPU times (process time, all threads) go to `label + ":cpu"`: on a shared machine they move less
+    with other processes' load than wall times do.
+    """
     from acmix_deploy.ort import make_session
 
     sessions = {k: make_session(str(p), threads=threads, spinning=False) for k, p in paths.items()}
@@ -60,11 +64,13 @@ def interleaved(paths: dict[str, Path], size: int, threads: int, runs: int, warm
         for k, s in sessions.items():
             s.run(None, feeds[k])
     times: dict[str, list[float]] = {k: [] for k in sessions}
+    times.update({f"{k}:cpu": [] for k in sessions})
     for _ in range(runs):
         for k, s in sessions.items():
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             s.run(None, feeds[k])
             times[k].append((time.perf_counter() - t) * 1e3)
+            times[f"{k}:cpu"].append((time.process_time() - c) * 1e3)
     return times
 
 
@@ -156,7 +162,8 @@ def main() -> None:
 
     from acmix_deploy.export import export_onnx
 
-    report: dict = {"threads": args.threads, "runs": args.runs, "size": args.size,
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    report: dict = {"threads": args.threads, "runs": args.runs, "size": args.size, "loadavg_start": os.getloadavg(),
                     "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -176,8 +183,10 @@ def main() -> None:
         form_times = interleaved(forms, args.size, args.threads, args.runs, args.warmup)
         base = median(form_times["resnet50"])
         print(f"\nResNet-ACmix-50 conv-path forms (ORT CPU, {args.threads} threads, median of {args.runs}):")
-        for k, v in form_times.items():
-            print(f"  {k:26s} {median(v):8.2f} ms  x{median(v) / base:.2f} of resnet50")
+        base_cpu = median(form_times["resnet50:cpu"])
+        for k in forms:
+            v, c = median(form_times[k]), median(form_times[k + ":cpu"])
+            print(f"  {k:26s} {v:8.2f} ms  x{v / base:.2f} of resnet50   (CPU time x{c / base_cpu:.2f})")
         best_form = min(CONV_FORMS, key=lambda f: median(form_times[f"resnet_acmix50[{f}]"]))
         report["conv_forms_ms"] = {k: median(v) for k, v in form_times.items()}
         report["best_conv_form"] = best_form
@@ -191,13 +200,15 @@ def main() -> None:
         report["ort_ms"] = {k: median(v) for k, v in times.items()}
         print(f"\nORT CPU latency, batch 1, {args.size} px, {args.threads} threads, no spinning, "
               f"median of {args.runs} interleaved rounds:")
-        print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio")
-        ratios = {}
+        print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio   (CPU-time ratio)")
+        ratios, cpu_ratios = {}, {}
         for acmix, plain in PAIRS:
             a, b = median(times[acmix]), median(times[plain])
             ratios[f"{acmix}/{plain}"] = a / b
-            print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}")
+            cpu_ratios[f"{acmix}/{plain}"] = median(times[acmix + ":cpu"]) / median(times[plain + ":cpu"])
+            print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}    ({cpu_ratios[f'{acmix}/{plain}']:.2f})")
         report["ratios"] = ratios
+        report["cpu_time_ratios"] = cpu_ratios
 
         eager, ort_alt = eager_vs_ort("resnet_acmix50", paths["resnet_acmix50"], args.size, args.threads,
                                       args.eager_runs)
@@ -218,6 +229,8 @@ def main() -> None:
         print(f"\nProfile of resnet_acmix50 (conv form {best_form}), {prof['total_ms_per_run']:.1f} ms of kernels/run:")
         print("  by part:  " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in prof["part_share"].items()))
         print("  by op:    " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in list(prof["op_type_share"].items())[:10]))
+    report["loadavg_end"] = os.getloadavg()
+    print(f"load average at end: {' '.join(f'{v:.2f}' for v in report['loadavg_end'])}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

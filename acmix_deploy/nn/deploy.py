@@ -34,7 +34,8 @@ from acmix_deploy.errors import AcmixError
 from acmix_deploy.nn.acmix import ACmix, out_size
 from acmix_deploy.nn.local_attention import LocalAttention
 
-CONV_FORMS = ("split", "grouped", "dense")
+CONV_FORMS = ("grouped", "split", "dense")
+DEFAULT_CONV_FORM = "grouped"  # fastest end to end in ONNX Runtime CPU, 2 threads (export_latency.py)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,8 +122,8 @@ class GroupedConvPath(nn.Module):
 class SplitConvPath(nn.Module):
     """fc and dep_conv kept as two convs (scales and rate2 folded into fc): a grouped 1x1 conv
     (3 * heads -> k^2 per head-dim group) then the reference grouped 3x3 dep_conv (k^2 -> heads).
-    Fewer MACs than the folded 3 * heads-input conv, and ONNX Runtime's grouped conv cost grows with
-    the inputs per group, so this is its fastest form."""
+    Fewer MACs and less CPU time than the folded conv in ONNX Runtime, but one more node; on 2 threads
+    the folded form measured slightly faster end to end (benchmarks/export_latency.py)."""
 
     def __init__(self, block: ACmix, q_scale: float, v_scale: float):
         super().__init__()
@@ -176,7 +177,7 @@ class ACmixDeploy(nn.Module):
         block: ACmix,
         height: int,
         width: int,
-        conv_form: str = "split",
+        conv_form: str = DEFAULT_CONV_FORM,
         attn_block: int | None = None,
         attn_mode: str | None = None,
     ):
