@@ -114,8 +114,10 @@ class SwinConvPath(nn.Module):
         nh, hd, h, w = self.heads, self.head_dim, self.height, self.width
         if self.roll_index is not None:
             qkv = qkv.index_select(1, self.roll_index)
-        pieces = qkv.reshape(-1, h * w, 3 * nh, hd).transpose(1, 2).reshape(-1, 3 * nh, h * w * hd)
-        f = self.fc(pieces).reshape(-1, 9, h * w, hd).permute(0, 3, 1, 2).reshape(-1, 9 * hd, h, w)  # d * 9 + j
+        # (B, HW, 3C) -> (B, 3 heads, hd * HW): a plain 2-D transpose; fc mixes the 3 heads pieces,
+        # then (B, 9, hd, HW) -> (B, hd, 9, HW) moves whole maps into dep_conv's channel order d * 9 + j
+        pieces = qkv.transpose(1, 2).reshape(-1, 3 * nh, hd * h * w)
+        f = self.fc(pieces).reshape(-1, 9, hd, h * w).transpose(1, 2).reshape(-1, 9 * hd, h, w)
         out = self.dep_conv(f).reshape(-1, nh * hd, h * w).transpose(1, 2)  # (B, HW, C) rolled rows
         if self.unroll_index is not None:
             out = out.index_select(1, self.unroll_index)
