@@ -327,7 +327,7 @@ def verify_model(reference_model, model_bytes: bytes, card, img_size: int, batch
     return [compare(ref[name], got[name], FP32_TOL, name=name) for name in ref]
 
 
-def settle_batchnorm(model, card, img_size: int, n_images: int = 2, seed: int = 1) -> bool:
+def settle_batchnorm(model, card, img_size: int, n_images: int = 8, seed: int = 1) -> bool:
     """Give a random-init model BatchNorm statistics from one batch of seeded images (in place).
 
     Freshly initialised ResNets keep BatchNorm's identity statistics, so activations grow block after

@@ -35,7 +35,7 @@ def _rolled_order(h: int, w: int, shift: int) -> torch.Tensor:
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
     lin.weight.data.copy_(weight)
     if bias is not None:
         lin.bias.data.copy_(bias)
@@ -100,8 +100,9 @@ class SwinConvPath(nn.Module):
         rate2 = ref.rate2.detach().double()
         fc_w = ref.fc.weight.detach().double().reshape(9, 3 * nh) * rate2
         fc_w[:, :nh] /= q_scale
-        self.fc = ChannelMix(fc_w.float(), (ref.fc.bias.detach().double() * rate2).float())
-        self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=False)
+        dtype = ref.qkv.weight.dtype
+        self.fc = ChannelMix(fc_w.to(dtype), (ref.fc.bias.detach().double() * rate2).to(dtype))
+        self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
         self.dep_conv.weight.data.copy_(ref.dep_conv.weight.detach())
         if shift:
             order = _rolled_order(h, w, shift)
