@@ -9,7 +9,7 @@
    (session.intra_op.allow_spinning = 0, DESIGN.md section 4), fixed intra-op threads; medians of the
    rounds after warm-up.
 3. Times the eager PyTorch reference forward of resnet_acmix50 against its ONNX file in ONNX Runtime,
-   alternated round by round (same threads, same input).
+   alternated round by round (same threads, same input, OMP_WAIT_POLICY=PASSIVE unless set).
 4. Compares the ResNet-ACmix-50 conv-path forms (grouped / split / dense; the pairs use the export's
    default) and profiles the default export with ONNX Runtime's profiler: shares by op type and by
    ACmix part (stage I, attention, conv path, rest), mapped back through ONNX Runtime's fused names.
@@ -29,7 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# Idle OpenMP threads of eager PyTorch must not spin either (the ONNX Runtime sessions are created with
+# spinning off): on a shared 2-core machine a spinning 2-thread team made the eager reference 10x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
