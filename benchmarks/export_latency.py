@@ -10,7 +10,7 @@
    rounds after warm-up.
 3. Times the eager PyTorch reference forward of resnet_acmix50 against its ONNX file in ONNX Runtime,
    alternated round by round (same threads, same input, OMP_WAIT_POLICY=PASSIVE unless set).
-4. Compares the ResNet-ACmix-50 conv-path forms (grouped / split / dense; the pairs use the export's
+4. Compares the ResNet-ACmix-50 conv-path forms (split / grouped / dense; the pairs use the export's
    default) and profiles the default export with ONNX Runtime's profiler: shares by op type and by
    ACmix part (stage I, attention, conv path, rest), mapped back through ONNX Runtime's fused names.
 
@@ -41,7 +41,7 @@ if str(REPO) not in sys.path:
 
 PAIRS = [("resnet_acmix50", "resnet50"), ("swin_acmix_t", "swin_t"), ("resnet_acmix26", "resnet26"),
          ("resnet_acmix38", "resnet38")]
-CONV_FORMS = ("grouped", "split", "dense")
+CONV_FORMS = ("split", "grouped", "dense")
 
 
 def export(name: str, folder: Path, size: int, **kwargs) -> Path:

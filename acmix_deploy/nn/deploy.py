@@ -8,11 +8,14 @@ ResNet-ACmix block (`ACmixDeploy`), all folds exact in real arithmetic:
   cancels in softmax; reflection padding is linear), computed once for the export resolution;
 * 1/sqrt(head_dim) moves into conv1 (q) and, inversely, into the conv path's q weights;
 * rate1 moves into conv3 (v) (attention output is linear in v), rate2 into the conv path;
-* the conv path (fc over the stacked head pieces, then the shift conv dep_conv) is linear, so fc folds
-  into dep_conv: one grouped 3x3 conv (``conv_form="grouped"``), or, composed with the q/k/v
-  projections, one dense 3x3 conv from the block input (``conv_form="dense"``) plus a constant map for
-  the projection biases seen through dep_conv's zero padding. ``shift="tensor"`` keeps fc and sums
-  explicitly shifted maps instead (paper Table 7);
+* the conv path (fc over the stacked head pieces, then the shift conv dep_conv) is linear. Three exact
+  forms: ``split`` (default: fc as a grouped 1x1 conv with the scales folded in, then dep_conv),
+  ``grouped`` (fc folded into dep_conv: one grouped 3x3 conv with 3 * heads inputs per group), and
+  ``dense`` (composed with the q/k/v projections: one dense 3x3 conv from the block input plus a constant
+  map for the projection biases seen through dep_conv's zero padding). In ONNX Runtime CPU (2 threads,
+  benchmarks/export_latency.py) split and grouped are within 2 % of each other, split ahead; dense is
+  ~15 % slower end to end. ``shift="tensor"`` keeps fc and sums explicitly shifted maps instead (paper
+  Table 7);
 * attention is blocked halo attention (nn/local_attention.py), no k^2 copies.
 
 Swin-ACmix window attention (`WindowAttentionDeploy`) and blocks (`SwinBlockDeploy`): the cyclic shift
@@ -35,8 +38,8 @@ from acmix_deploy.errors import AcmixError
 from acmix_deploy.nn.acmix import ACmix, out_size
 from acmix_deploy.nn.local_attention import LocalAttention
 
-CONV_FORMS = ("grouped", "split", "dense")
-DEFAULT_CONV_FORM = "grouped"  # fastest end to end in ONNX Runtime CPU, 2 threads (export_latency.py)
+CONV_FORMS = ("split", "grouped", "dense")
+DEFAULT_CONV_FORM = "split"  # fastest end to end in ONNX Runtime CPU, 2 threads (export_latency.py)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -125,8 +128,8 @@ class GroupedConvPath(nn.Module):
 class SplitConvPath(nn.Module):
     """fc and dep_conv kept as two convs (scales and rate2 folded into fc): a grouped 1x1 conv
     (3 * heads -> k^2 per head-dim group) then the reference grouped 3x3 dep_conv (k^2 -> heads).
-    Fewer MACs and less CPU time than the folded conv in ONNX Runtime, but one more node; on 2 threads
-    the folded form measured slightly faster end to end (benchmarks/export_latency.py)."""
+    Fewer MACs than the folded conv: ONNX Runtime's grouped conv expands every input of a group into
+    k^2 rows, so 9 inputs per group beat 3 * heads = 12."""
 
     def __init__(self, block: ACmix, q_scale: float, v_scale: float):
         super().__init__()
@@ -277,8 +280,8 @@ def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
 def switch_to_deploy(model: nn.Module, img_size: int | None = None, **options: Any) -> nn.Module:
     """A deep copy of `model` with every ACmix block (ResNet) and Swin block in its deploy form.
 
-    `img_size` defaults to the model card's input size; options: conv_form ("dense" | "grouped"),
-    attn_block, attn_mode (see LocalAttention). Models without ACmix or Swin blocks are returned as a
+    `img_size` defaults to the model card's input size; options: conv_form (CONV_FORMS), attn_block,
+    attn_mode (see LocalAttention). Models without ACmix or Swin blocks are returned as a
     plain eval-mode copy.
     """
     from acmix_deploy.archs.swin import SwinTransformer
