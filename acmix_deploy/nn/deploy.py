@@ -100,9 +100,10 @@ class DenseConvPath(nn.Module):
 
 
 def _stack_pieces(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, hd: int) -> torch.Tensor:
-    """Dim-major (channel d * heads + h) q, k, v -> (B, hd * 3 * heads, H, W), group d = [q_d, k_d, v_d]."""
+    """Dim-major (channel d * heads + h) q, k, v -> (B, hd * 3 * heads, H, W), group d = [q_d, k_d, v_d].
+    The (B, hd, heads, HW) views are the attention path's too (the exporter shares them)."""
     h, w = q.shape[-2:]
-    parts = [t.reshape(-1, hd, 1, heads, h, w) for t in (q, k, v)]
+    parts = [t.reshape(-1, hd, heads, h * w) for t in (q, k, v)]
     return torch.cat(parts, dim=2).reshape(-1, hd * 3 * heads, h, w)
 
 

@@ -187,26 +187,27 @@ class LocalAttention(nn.Module):
         self.register_buffer("key_offset", key_offset, persistent=False)
 
     def _rows(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B * heads, H * W, head_dim)."""
+        """(B, C, H, W) -> (B, heads, H * W, head_dim)."""
         hw = self.height * self.width
         if self.dim_major:
-            return t.reshape(-1, self.head_dim, self.heads, hw).permute(0, 2, 3, 1).reshape(-1, hw, self.head_dim)
-        return t.reshape(-1, self.head_dim, hw).transpose(1, 2)
+            return t.reshape(-1, self.head_dim, self.heads, hw).permute(0, 2, 3, 1)
+        return t.reshape(-1, self.heads, self.head_dim, hw).transpose(2, 3)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         # Gathers, not multi-axis transposes, move rows into blocks: ONNX Runtime runs 6-D transposes
-        # slower than a 2-D transpose plus a row gather.
-        geo, bb, hd = self.geometry, self.block * self.block, self.head_dim
+        # slower than a 2-D transpose plus a row gather. Batch dims stay (B, heads[, blocks]): no
+        # reshapes just to merge them.
+        geo, bb, hd, nh = self.geometry, self.block * self.block, self.head_dim, self.heads
         kt = self._rows(k)
         if self.key_offset is not None:
             kt = kt - self.key_offset
-        qb = self._rows(q).index_select(1, self.query_index).reshape(-1, geo.n_blocks, bb, hd)
-        kb = kt.index_select(1, self.key_index).reshape(-1, geo.n_blocks, geo.halo_size, hd)
-        vb = self._rows(v).index_select(1, self.key_index).reshape(-1, geo.n_blocks, geo.halo_size, hd)
+        qb = self._rows(q).index_select(2, self.query_index).reshape(-1, nh, geo.n_blocks, bb, hd)
+        kb = kt.index_select(2, self.key_index).reshape(-1, nh, geo.n_blocks, geo.halo_size, hd)
+        vb = self._rows(v).index_select(2, self.key_index).reshape(-1, nh, geo.n_blocks, geo.halo_size, hd)
         logits = torch.matmul(qb, kb.transpose(-1, -2)) + self.mask
-        out = torch.matmul(logits.softmax(dim=-1), vb).reshape(-1, geo.n_blocks * bb, hd)
-        out = out.index_select(1, self.output_index)  # (B * heads, H' * W', hd), raster order
-        return out.transpose(1, 2).reshape(-1, self.heads * hd, geo.out_height, geo.out_width)
+        out = torch.matmul(logits.softmax(dim=-1), vb).reshape(-1, nh, geo.n_blocks * bb, hd)
+        out = out.index_select(2, self.output_index)  # (B, heads, H' * W', hd), raster order
+        return out.transpose(2, 3).reshape(-1, nh * hd, geo.out_height, geo.out_width)
 
     def extra_repr(self) -> str:
         g = self.geometry
