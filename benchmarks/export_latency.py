@@ -4,10 +4,10 @@
     python benchmarks/export_latency.py [--threads 2] [--runs 30] [--size 224] [--json out.json]
 
 1. Times `export_onnx("resnet_acmix50")` with verification (the export-time target: <= 60 s on 2 cores).
-2. Exports every pair (resnet_acmix26/38/50 vs resnet26/38/50, swin_acmix_t vs swin_t) at batch 1 and
-   times them interleaved in one process: every round runs each session once, sessions never spin
-   (session.intra_op.allow_spinning = 0, DESIGN.md section 4), fixed intra-op threads; medians of the
-   rounds after warm-up.
+2. Exports every pair (resnet_acmix26/38/50 vs resnet26/38/50, swin_acmix_t vs swin_t) at batch 1
+   and, in a fresh process that only loads the files (steps 2-4), times them interleaved: every round
+   runs each session once, sessions never spin (session.intra_op.allow_spinning = 0, DESIGN.md
+   section 4), fixed intra-op threads; medians of the rounds after warm-up.
 3. Times the eager PyTorch reference forward of resnet_acmix50 against its ONNX file in ONNX Runtime,
    alternated round by round (same threads, same input, OMP_WAIT_POLICY=PASSIVE unless set).
 4. Compares the ResNet-ACmix-50 conv-path forms (split / grouped / dense; the pairs use the export's
@@ -151,6 +151,23 @@ def median(values: list[float]) -> float:
     return float(np.median(values))
 
 
+def measure(spec: dict) -> dict:
+    """All timings, in a process that has done nothing but load ONNX files (no exporter threads or
+    allocator state from the exports): forms, pairs, eager vs ORT, profile."""
+    size, threads, runs, warmup = spec["size"], spec["threads"], spec["runs"], spec["warmup"]
+    forms = {k: Path(v) for k, v in spec["forms"].items()}
+    pairs = {k: Path(v) for k, v in spec["pairs"].items()}
+    out: dict = {}
+    form_times = interleaved(forms, size, threads, runs, warmup)
+    out["forms"] = {k: [median(form_times[k]), median(form_times[k + ":cpu"])] for k in forms}
+    times = interleaved(pairs, size, threads, runs, warmup)
+    out["pairs"] = {k: [median(times[k]), median(times[k + ":cpu"])] for k in pairs}
+    eager, ort = eager_vs_ort("resnet_acmix50", pairs["resnet_acmix50"], size, threads, spec["eager_runs"])
+    out["eager_ms"], out["eager_ort_ms"] = median(eager), median(ort)
+    out["profile"] = profile_summary(pairs["resnet_acmix50"], size, threads)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -161,9 +178,15 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--skip-export-timing", action="store_true")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the exported files here (reused by reruns)")
+    ap.add_argument("--measure", type=Path, default=None, help=argparse.SUPPRESS)  # internal: child process
     args = ap.parse_args()
+    if args.measure is not None:
+        print(json.dumps(measure(json.loads(args.measure.read_text()))))
+        return
     if args.runs < 20:
         ap.error("--runs must be >= 20")
+    import subprocess
+
     import onnxruntime
     import torch
 
@@ -185,62 +208,60 @@ def main() -> None:
             for line in result.parity:
                 print("  " + line)
 
-        # conv-path forms of resnet_acmix50 first: the fastest is the one the pairs use
         forms = {f"resnet_acmix50[{f}]": export("resnet_acmix50", folder, args.size, deploy_options={"conv_form": f})
                  for f in CONV_FORMS}
         forms["resnet50"] = export("resnet50", folder, args.size)
-        form_times = interleaved(forms, args.size, args.threads, args.runs, args.warmup)
-        base = median(form_times["resnet50"])
-        print(f"\nResNet-ACmix-50 conv-path forms (ORT CPU, {args.threads} threads, median of {args.runs}):")
-        base_cpu = median(form_times["resnet50:cpu"])
-        for k in forms:
-            v, c = median(form_times[k]), median(form_times[k + ":cpu"])
-            print(f"  {k:26s} {v:8.2f} ms  x{v / base:.2f} of resnet50   (CPU time x{c / base_cpu:.2f})")
-        best_form = min(CONV_FORMS, key=lambda f: median(form_times[f"resnet_acmix50[{f}]"]))
-        report["conv_forms_ms"] = {k: median(v) for k, v in form_times.items()}
-        report["fastest_conv_form_this_run"] = best_form
-        report["default_conv_form"] = DEFAULT_CONV_FORM
-        print(f"  fastest this run: {best_form}; the export default is {DEFAULT_CONV_FORM}")
-
-        # the pairs: what `acmix-deploy export` writes by default
-        paths = {}
+        pairs = {}  # what `acmix-deploy export` writes by default
         for acmix, plain in PAIRS:
-            paths[acmix] = export(acmix, folder, args.size)
-            paths[plain] = export(plain, folder, args.size)
-        times = interleaved(paths, args.size, args.threads, args.runs, args.warmup)
-        report["ort_ms"] = {k: median(v) for k, v in times.items()}
-        print(f"\nORT CPU latency, batch 1, {args.size} px, {args.threads} threads, no spinning, "
-              f"median of {args.runs} interleaved rounds:")
-        print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio   (CPU-time ratio)")
-        ratios, cpu_ratios = {}, {}
-        for acmix, plain in PAIRS:
-            a, b = median(times[acmix]), median(times[plain])
-            ratios[f"{acmix}/{plain}"] = a / b
-            cpu_ratios[f"{acmix}/{plain}"] = median(times[acmix + ":cpu"]) / median(times[plain + ":cpu"])
-            print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}    ({cpu_ratios[f'{acmix}/{plain}']:.2f})")
-        report["ratios"] = ratios
-        report["cpu_time_ratios"] = cpu_ratios
+            pairs[acmix] = export(acmix, folder, args.size)
+            pairs[plain] = export(plain, folder, args.size)
+        spec = {"size": args.size, "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
+                "eager_runs": args.eager_runs, "forms": {k: str(v) for k, v in forms.items()},
+                "pairs": {k: str(v) for k, v in pairs.items()}}
+        spec_path = folder / "measure_spec.json"
+        spec_path.write_text(json.dumps(spec))
+        child = subprocess.run([sys.executable, __file__, "--measure", str(spec_path)], capture_output=True,
+                               text=True, check=False)
+        if child.returncode != 0:
+            sys.exit(f"measurement process failed:\n{child.stderr[-2000:]}")
+        m = json.loads(child.stdout.strip().splitlines()[-1])
 
-        eager, ort_alt = eager_vs_ort("resnet_acmix50", paths["resnet_acmix50"], args.size, args.threads,
-                                      args.eager_runs)
-        ort_ms = median(ort_alt)
-        report["eager_reference_ms"] = median(eager)
-        speedup = median(eager) / ort_ms
-        report["ort_vs_eager_speedup"] = speedup
-        print(f"\nresnet_acmix50 eager PyTorch reference {median(eager):.1f} ms vs ORT {ort_ms:.2f} ms "
-              f"(medians of {args.eager_runs} alternated rounds) -> ORT {speedup:.1f}x faster")
+    base, base_cpu = m["forms"]["resnet50"]
+    print(f"\nResNet-ACmix-50 conv-path forms (ORT CPU, {args.threads} threads, median of {args.runs}):")
+    for k, (v, c) in m["forms"].items():
+        print(f"  {k:26s} {v:8.2f} ms  x{v / base:.2f} of resnet50   (CPU time x{c / base_cpu:.2f})")
+    best_form = min(CONV_FORMS, key=lambda f: m["forms"][f"resnet_acmix50[{f}]"][0])
+    report["conv_forms_ms"] = {k: v[0] for k, v in m["forms"].items()}
+    report["fastest_conv_form_this_run"] = best_form
+    report["default_conv_form"] = DEFAULT_CONV_FORM
+    print(f"  fastest this run: {best_form}; the export default is {DEFAULT_CONV_FORM}")
 
-        print("\nThe three ratios:")
-        print(f"  resnet_acmix50 / resnet50 (ORT CPU): {ratios['resnet_acmix50/resnet50']:.2f}")
-        print(f"  swin_acmix_t / swin_t (ORT CPU):     {ratios['swin_acmix_t/swin_t']:.2f}")
-        print(f"  eager reference / ORT resnet_acmix50: {speedup:.1f}x")
+    report["ort_ms"] = {k: v[0] for k, v in m["pairs"].items()}
+    print(f"\nORT CPU latency, batch 1, {args.size} px, {args.threads} threads, no spinning, "
+          f"median of {args.runs} interleaved rounds:")
+    print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio   (CPU-time ratio)")
+    ratios, cpu_ratios = {}, {}
+    for acmix, plain in PAIRS:
+        (a, ac), (b, bc) = m["pairs"][acmix], m["pairs"][plain]
+        ratios[f"{acmix}/{plain}"], cpu_ratios[f"{acmix}/{plain}"] = a / b, ac / bc
+        print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}    ({ac / bc:.2f})")
+    report["ratios"], report["cpu_time_ratios"] = ratios, cpu_ratios
 
-        prof = profile_summary(paths["resnet_acmix50"], args.size, args.threads)
-        report["profile_resnet_acmix50"] = prof
-        print(f"\nProfile of resnet_acmix50 (default export, conv form {DEFAULT_CONV_FORM}), "
-              f"{prof['total_ms_per_run']:.1f} ms of kernels/run:")
-        print("  by part:  " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in prof["part_share"].items()))
-        print("  by op:    " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in list(prof["op_type_share"].items())[:10]))
+    speedup = m["eager_ms"] / m["eager_ort_ms"]
+    report["eager_reference_ms"], report["ort_vs_eager_speedup"] = m["eager_ms"], speedup
+    print(f"\nresnet_acmix50 eager PyTorch reference {m['eager_ms']:.1f} ms vs ORT {m['eager_ort_ms']:.2f} ms "
+          f"(medians of {args.eager_runs} alternated rounds) -> ORT {speedup:.1f}x faster")
+
+    print("\nThe three ratios:")
+    print(f"  resnet_acmix50 / resnet50 (ORT CPU): {ratios['resnet_acmix50/resnet50']:.2f}")
+    print(f"  swin_acmix_t / swin_t (ORT CPU):     {ratios['swin_acmix_t/swin_t']:.2f}")
+    print(f"  eager reference / ORT resnet_acmix50: {speedup:.1f}x")
+
+    prof = report["profile_resnet_acmix50"] = m["profile"]
+    print(f"\nProfile of resnet_acmix50 (default export, conv form {DEFAULT_CONV_FORM}), "
+          f"{prof['total_ms_per_run']:.1f} ms of kernels/run:")
+    print("  by part:  " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in prof["part_share"].items()))
+    print("  by op:    " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in list(prof["op_type_share"].items())[:10]))
     report["loadavg_end"] = os.getloadavg()
     print(f"load average at end: {' '.join(f'{v:.2f}' for v in report['loadavg_end'])}")
     if args.json:
