@@ -49,9 +49,9 @@ from acmix_deploy.bench.naming import (
     engine_layer_node,
     find_blocks,
     node_module_path,
-    resolve_node,
 )
 from acmix_deploy.bench.sources import ModelSource, Resolver, resolve_target
+from acmix_deploy.bench.trace import GraphIndex, parse_ort_trace, save_optimized_graph
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.fileio import atomic_path
 from acmix_deploy.runners import BackendUnavailable, RunnerOptions, canonical_backend, make_images
@@ -153,77 +153,16 @@ class ProfileReport:
         }
 
 
-@dataclass(frozen=True)
-class GraphIndex:
-    """Names in the original ONNX graph, to trace runtime node names back to it."""
-
-    names: set[str] = field(default_factory=set)
-    producers: dict[str, str] = field(default_factory=dict)  # tensor -> node
-    op_types: dict[str, str] = field(default_factory=dict)  # node -> op type
-    inputs: dict[str, list[str]] = field(default_factory=dict)  # node -> input tensors
-
-    @classmethod
-    def from_onnx(cls, path: Path) -> GraphIndex:
-        import onnx
-
-        graph = onnx.load(str(path), load_external_data=False).graph
-        nodes = [n for n in graph.node if n.name]
-        return cls(
-            names={n.name for n in nodes},
-            producers={out: n.name for n in nodes for out in n.output},
-            op_types={n.name: n.op_type for n in nodes},
-            inputs={n.name: list(n.input) for n in nodes},
-        )
-
-    def origin(self, name: str, op: str | None = None) -> str:
-        """The original node behind a runtime node; for a fusion named after its last node (e.g. a
-        Conv+Relu named after the Relu's output), walk back to the node of the executed op type."""
-        node = resolve_node(name, self.names, self.producers)
-        if op and node in self.op_types and self.op_types[node] != op:
-            cur = node
-            for _ in range(3):
-                ins = self.inputs.get(cur) or []
-                cur = self.producers.get(ins[0]) if ins else None
-                if cur is None:
-                    break
-                if self.op_types.get(cur) == op:
-                    return cur
-        return node
-
-
 def attribute(times_ms: dict[str, float], ops: dict[str, str], graph: GraphIndex | None = None) -> list[NodeTime]:
     """Runtime node times -> NodeTimes with module path, ACmix block and category."""
     graph = graph or GraphIndex()
     paths = {name: node_module_path(graph.origin(name, ops.get(name))) for name in times_ms}
-    node_names = graph.names
-    blocks = find_blocks(list(paths.values()) + [node_module_path(n) for n in node_names])
+    blocks = find_blocks(list(paths.values()) + [node_module_path(n) for n in graph.names])
     out = []
     for name, ms in times_ms.items():
         block, category = classify(paths[name], blocks)
         out.append(NodeTime(name=name, op=ops.get(name, "?"), path=paths[name], block=block, category=category, ms=ms))
     return out
-
-
-def parse_ort_trace(events: list[dict[str, Any]], skip_runs: int = 0) -> tuple[dict[str, float], dict[str, str], float | None]:
-    """Per-run node times (ms) and op types from an ONNX Runtime trace, without the first runs."""
-    runs = sorted(
-        (e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"), key=lambda e: e["ts"]
-    )
-    kept = runs[skip_runs:] if len(runs) > skip_runs else runs
-    windows = [(e["ts"], e["ts"] + e["dur"]) for e in kept]
-    totals: dict[str, float] = defaultdict(float)
-    ops: dict[str, str] = {}
-    for e in events:
-        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
-            continue
-        if windows and not any(lo <= e["ts"] <= hi for lo, hi in windows):
-            continue
-        node = e["name"][: -len("_kernel_time")]
-        totals[node] += float(e.get("dur", 0)) / 1000.0
-        ops[node] = str(e.get("args", {}).get("op_name", "?"))
-    n_runs = max(len(kept), 1)
-    run_ms = statistics.median(e["dur"] / 1000.0 for e in kept) if kept else None
-    return {k: v / n_runs for k, v in totals.items()}, ops, run_ms
 
 
 def profile_onnxruntime(
@@ -238,8 +177,10 @@ def profile_onnxruntime(
             run(sess, x)
         trace = sess.end_profiling()
         events = json.loads(Path(trace).read_text())
+        optimized = save_optimized_graph(onnx_path, Path(tmp) / "optimized.onnx")
+        graph = GraphIndex.from_onnx(onnx_path, optimized)
     times, ops, run_ms = parse_ort_trace(events, skip_runs=warmup)
-    return ProfileResult("onnxruntime", "ok", run_ms=run_ms, nodes=attribute(times, ops, GraphIndex.from_onnx(onnx_path)))
+    return ProfileResult("onnxruntime", "ok", run_ms=run_ms, nodes=attribute(times, ops, graph))
 
 
 def _op_from_node(node: str) -> str:
