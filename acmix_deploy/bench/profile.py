@@ -51,7 +51,7 @@ from acmix_deploy.bench.naming import (
     node_module_path,
 )
 from acmix_deploy.bench.sources import ModelSource, Resolver, resolve_target
-from acmix_deploy.bench.trace import GraphIndex, parse_ort_trace, save_optimized_graph
+from acmix_deploy.bench.trace import GraphIndex, parse_ort_trace, profiling_session
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.fileio import atomic_path
 from acmix_deploy.runners import BackendUnavailable, RunnerOptions, canonical_backend, make_images
@@ -156,7 +156,15 @@ class ProfileReport:
 def attribute(times_ms: dict[str, float], ops: dict[str, str], graph: GraphIndex | None = None) -> list[NodeTime]:
     """Runtime node times -> NodeTimes with module path, ACmix block and category."""
     graph = graph or GraphIndex()
-    paths = {name: node_module_path(graph.origin(name, ops.get(name))) for name in times_ms}
+    known = graph.names
+    paths: dict[str, str] = {}
+    previous = ""
+    for name in times_ms:  # execution order
+        origin = graph.origin(name, ops.get(name))
+        path = node_module_path(origin)
+        if not path and origin not in known and previous:
+            path = previous  # a generated node (layout reorder, copy) serves the node that ran before it
+        paths[name] = previous = path
     blocks = find_blocks(list(paths.values()) + [node_module_path(n) for n in graph.names])
     out = []
     for name, ms in times_ms.items():
@@ -168,17 +176,17 @@ def attribute(times_ms: dict[str, float], ops: dict[str, str], graph: GraphIndex
 def profile_onnxruntime(
     onnx_path: Path, batch: int, input_size: tuple[int, int], warmup: int, iterations: int, threads: int
 ) -> ProfileResult:
-    from acmix_deploy.ort import make_session, run
+    from acmix_deploy.ort import run
 
     with tempfile.TemporaryDirectory(prefix="acmix-profile-") as tmp:
-        sess = make_session(onnx_path, threads=threads, profile_prefix=str(Path(tmp) / "ort"))
+        optimized = Path(tmp) / "optimized.onnx"
+        sess = profiling_session(onnx_path, threads, str(Path(tmp) / "ort"), optimized)
         x = make_images(batch, input_size)
         for _ in range(warmup + iterations):
             run(sess, x)
         trace = sess.end_profiling()
         events = json.loads(Path(trace).read_text())
-        optimized = save_optimized_graph(onnx_path, Path(tmp) / "optimized.onnx")
-        graph = GraphIndex.from_onnx(onnx_path, optimized)
+        graph = GraphIndex.from_onnx(onnx_path, optimized if optimized.exists() else None)
     times, ops, run_ms = parse_ort_trace(events, skip_runs=warmup)
     return ProfileResult("onnxruntime", "ok", run_ms=run_ms, nodes=attribute(times, ops, graph))
 

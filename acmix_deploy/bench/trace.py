@@ -9,6 +9,7 @@ original tensor names at the boundaries of what it rewrote).
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ class GraphIndex:
     def from_onnx(cls, path: Path, optimized: Path | None = None) -> GraphIndex:
         return cls(_Topology.load(path), _Topology.load(optimized) if optimized else None)
 
-    @property
+    @functools.cached_property
     def names(self) -> set[str]:
         return set(self.original.op_types)
 
@@ -70,6 +71,10 @@ class GraphIndex:
                 if cur in seen:
                     continue
                 seen.add(cur)
+                if cur != node:
+                    by_name = resolve_node(cur, self.names, self.original.producers)
+                    if by_name in self.original.op_types:
+                        return by_name
                 for t in opt.outputs.get(cur, []) + opt.inputs.get(cur, []):
                     if t in self.original.producers:
                         return self.original.producers[t]
@@ -84,7 +89,7 @@ class GraphIndex:
         back to the node of the executed op type.
         """
         orig = self.original
-        node = resolve_node(name, set(orig.op_types), orig.producers)
+        node = resolve_node(name, self.names, orig.producers)
         if node not in orig.op_types:
             node = self._by_tensors(name) or node
         if op and node in orig.op_types and orig.op_types[node] != op:
@@ -99,25 +104,31 @@ class GraphIndex:
         return node
 
 
-def save_optimized_graph(onnx_path: Path, dest: Path, optimization: str = "all") -> Path | None:
-    """The graph ONNX Runtime actually runs (for name tracing); None if it cannot be saved."""
+def profiling_session(onnx_path: Path, threads: int | None, prefix: str, optimized_path: Path) -> Any:
+    """A CPU session that profiles and saves the graph it runs.
+
+    Same settings as acmix_deploy.ort.make_session (spinning on: nothing else runs beside it), plus
+    `optimized_model_filepath`: generated node names ("ReorderOutput_token_57") differ between two
+    sessions of one model, so only this session's own saved graph can trace them back.
+    """
+    from acmix_deploy.errors import AcmixError
     from acmix_deploy.ort import import_onnxruntime
 
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    opts.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[optimization]
-    opts.optimized_model_filepath = str(dest)
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_profiling = True
+    opts.profile_file_prefix = prefix
+    opts.optimized_model_filepath = str(optimized_path)
     try:
-        ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception:  # tracing is best effort; the profile itself does not need it
-        return None
-    return dest if dest.exists() else None
+        return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception classes
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AcmixError(f"ONNX Runtime cannot load the model: {first}") from None
 
 
 def parse_ort_trace(

@@ -59,30 +59,38 @@ class Bottleneck(nn.Module):
 
 
 class TinyNet(nn.Module):
-    def __init__(self, width: int = 8, depth: int = 2, acmix: bool = True, deployable: bool = True) -> None:
+    def __init__(self, width: int = 8, depth: int = 2, acmix: bool = True) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, 3, padding=1)
         self.layer1 = nn.Sequential(*[Bottleneck(width, acmix) for _ in range(depth)])
         self.fc = nn.Linear(width, 10)
-        self._deployable = deployable
-        self.deployed = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.layer1(self.conv1(x)).mean((2, 3)))
 
-    def __getattr__(self, name: str):
-        if name == "deploy" and not self.__dict__.get("_deployable", True):
-            raise AttributeError(name)
-        return super().__getattr__(name)
 
-    def deploy(self) -> TinyNet:
+class DeployableTinyNet(TinyNet):
+    """Has a deploy() method like the ACmix models (records that it was called)."""
+
+    deployed = False
+
+    def deploy(self) -> DeployableTinyNet:
         self.deployed = True
         return self
 
 
 def make_tiny(width: int = 8, depth: int = 2, acmix: bool = True, deployable: bool = True, seed: int = 0) -> TinyNet:
     torch.manual_seed(seed)
-    return TinyNet(width, depth, acmix, deployable).eval()
+    return (DeployableTinyNet if deployable else TinyNet)(width, depth, acmix).eval()
+
+
+class Broken(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("broken stand-in")
+
+
+def make_broken() -> nn.Module:
+    return Broken()
 
 
 def export(model: nn.Module, path: Path, img_size: int, naming: str = "dotted") -> Path:
@@ -130,3 +138,40 @@ def resolver(name: str, img_size: int | None = None, shift: str | None = None) -
         input_size=(size, size),
         overrides={"shift": shift} if shift else {},
     )
+
+
+def synthetic_result():
+    """A BenchResult with known numbers (no timing): model twice as slow as the baseline on
+    onnxruntime, torch-eager model only, tensorrt unavailable."""
+    from acmix_deploy.bench.machine import machine_info
+    from acmix_deploy.bench.memory import MemoryStats
+    from acmix_deploy.bench.run import BenchConfig, BenchResult, BenchRow
+    from acmix_deploy.bench.stats import summarize
+
+    cfg = BenchConfig(
+        model="tiny_acmix", onnx=None, engine=None, backends=("onnxruntime", "torch-eager", "tensorrt"),
+        batches=(1, 4), img_size=16, warmup_s=2.0, warmup_iterations=None, duration_s=None, iterations=4,
+        threads=2, baseline="tiny_plain", shift=None, cuda_graph=False, include_transfers=False, memory=True,
+        device="cpu",
+    )  # fmt: skip
+    rows = []
+    for batch in (1, 4):
+        m = summarize([2.0 * batch, 2.0 * batch, 2.2 * batch, 1.8 * batch], batch)
+        b = summarize([1.0 * batch, 1.0 * batch, 1.1 * batch, 0.9 * batch], batch)
+        mem = MemoryStats(peak_rss_mb=300.0 + batch, base_rss_mb=100.0)
+        rows.append(BenchRow("model", "tiny_acmix", "onnxruntime", batch, "ok", stats=m, memory=mem, ratio=2.0, paired_ratio=2.0))
+        rows.append(BenchRow("baseline", "tiny_plain", "onnxruntime", batch, "ok", stats=b, memory=mem))
+        rows.append(BenchRow("model", "tiny_acmix", "torch-eager", batch, "ok", stats=summarize([5.0, 5.0, 5.0, 5.0], batch)))
+        rows.append(BenchRow("baseline", "tiny_plain", "torch-eager", batch, "failed", "RuntimeError: boom"))
+    for batch in (1, 4):
+        for role, label in (("model", "tiny_acmix"), ("baseline", "tiny_plain")):
+            rows.append(BenchRow(role, label, "tensorrt", batch, "unavailable", "TensorRT needs a CUDA GPU; none found"))
+    return BenchResult(
+        config=cfg, rows=rows,
+        models={"model": {"label": "tiny_acmix", "name": "tiny_acmix", "onnx": None, "engine": None,
+                          "input_size": [16, 16], "overrides": {}},
+                "baseline": {"label": "tiny_plain", "name": "tiny_plain", "onnx": None, "engine": None,
+                             "input_size": [16, 16], "overrides": {}}},
+        machine=machine_info(), interleaved=True, ort_spinning=False, created="2026-01-01T00:00:00Z",
+        notes=["model and baseline timed interleaved"],
+    )  # fmt: skip
