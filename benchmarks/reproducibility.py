@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                 if row.role == "model" and row.ratio is not None:
                     ratios.setdefault((row.backend, row.batch), []).append(row.ratio)
                     print(f"run {i + 1}: {row.backend} batch {row.batch}: ratio {row.ratio:.3f} "
-                          f"(paired {row.paired_ratio:.3f}, CV {row.stats.cv:.1%})")  # fmt: skip
+                          f"(of medians {row.median_ratio:.3f}, CV {row.stats.cv:.1%})")  # fmt: skip
     except AcmixError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -87,7 +87,7 @@ def render_markdown(results: Sequence[Any], title: str | None = "Performance") -
     lines += [
         "Method: median latency after warm-up; img/s = batch x 1000 / median; a model and its baseline "
         "run in one process, interleaved round by round on the same backend, ONNX Runtime thread "
-        "spinning off; ratio = model median / baseline median (> 1: slower than the baseline).",
+        "spinning off; ratio = median over rounds of model time / baseline time (> 1: slower than the baseline).",
         "",
         "Commands:",
         "",

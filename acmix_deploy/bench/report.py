@@ -21,8 +21,8 @@ meaning or disappears, the minor number when fields are added):
         "timer": "cuda-events" | "perf_counter",
         "statistic": "median", "throughput": "batch * 1000 / median_ms",
         "cv": "std (ddof=1) / mean", "cv_warn": 0.05,
-        "ratio": "model median / baseline median (same backend and batch)",
-        "paired_ratio": "median over rounds of model_ms / baseline_ms",
+        "ratio": "median over rounds of model_ms / baseline_ms (same backend and batch)",
+        "median_ratio": "model median / baseline median",
         "memory": "peak RSS of a spawned child process running only that backend"
       },
       "machine": {
@@ -41,7 +41,7 @@ meaning or disappears, the minor number when fields are added):
         "throughput_ips": float | null, "cv": float | null, "cv_warning": bool,
         "memory": {"peak_rss_mb", "base_rss_mb", "added_rss_mb", "gpu_peak_mb", "gpu_method"} | null,
         "memory_error": str | null,
-        "ratio": float | null, "paired_ratio": float | null     # model rows with a baseline
+        "ratio": float | null, "median_ratio": float | null     # model rows with a baseline
       }],
       "notes": [str]
     }
@@ -71,7 +71,7 @@ CSV_COLUMNS = (
     "role", "model", "backend", "batch", "status", "reason", "iterations",
     "mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "std_ms",
     "throughput_ips", "cv", "cv_warning", "peak_rss_mb", "added_rss_mb", "gpu_peak_mb",
-    "ratio", "paired_ratio",
+    "ratio", "median_ratio",
 )  # fmt: skip
 _LATENCY_KEYS = ("mean", "median", "p90", "p95", "p99", "min", "max", "std")
 
@@ -93,7 +93,7 @@ def _row_dict(row: BenchRow) -> dict[str, Any]:
         "memory": row.memory.to_dict() if row.memory else None,
         "memory_error": row.memory_error,
         "ratio": row.ratio,
-        "paired_ratio": row.paired_ratio,
+        "median_ratio": row.median_ratio,
     }
 
 
@@ -118,8 +118,8 @@ def to_json_dict(result: BenchResult) -> dict[str, Any]:
             "throughput": "batch * 1000 / median_ms",
             "cv": "std (ddof=1) / mean",
             "cv_warn": CV_WARN,
-            "ratio": "model median / baseline median (same backend and batch)",
-            "paired_ratio": "median over rounds of model_ms / baseline_ms",
+            "ratio": "median over rounds of model_ms / baseline_ms (same backend and batch)",
+            "median_ratio": "model median / baseline median",
             "memory": "peak RSS of a spawned child process running only that backend",
         },
         "machine": result.machine,
@@ -164,7 +164,7 @@ def csv_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
             added_rss_mb=mem.get("added_rss_mb"),
             gpu_peak_mb=mem.get("gpu_peak_mb"),
             ratio=row["ratio"],
-            paired_ratio=row["paired_ratio"],
+            median_ratio=row["median_ratio"],
         )
         out.append(flat)
     return out
@@ -314,7 +314,7 @@ def render_table(result: BenchResult, console: Console) -> None:
     console.print(
         f"{cfg.threads} threads, {timing}, device {cfg.device}; "
         + ("interleaved with the baseline, ONNX Runtime spinning off" if result.interleaved else "backends timed one at a time")
-        + ("; ratio = model median / baseline median" if has_base else "")
+        + ("; ratio = median over rounds of model / baseline time" if has_base else "")
     )
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}" if note.startswith("noisy") else f"note: {note}")

@@ -5,7 +5,8 @@ Rules that make the numbers comparable (DESIGN.md section 4):
 * a model and its baseline are timed in the same process, interleaved round by round on the same
   backend, with ONNX Runtime thread spinning off (spinning sessions steal each other's cores);
 * thread counts are fixed (default: every CPU this process may use) and recorded;
-* the median is the headline; ratio = model median / baseline median of the same backend & batch;
+* the median is the headline; ratio = median over rounds of model time / baseline time (the two
+  samples of a round run back to back), same backend and batch;
 * peak memory is measured per backend in a separate child process, after all timing is done.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 from acmix_deploy.bench.machine import machine_info, usable_cpus
 from acmix_deploy.bench.memory import MemoryStats, measure_memory
 from acmix_deploy.bench.sources import ModelSource, Resolver, resolve_baseline, resolve_target
-from acmix_deploy.bench.stats import CV_WARN, LatencyStats, paired_ratio, ratio, summarize
+from acmix_deploy.bench.stats import CV_WARN, LatencyStats, median_ratio, paired_ratio, summarize
 from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.runners import BackendUnavailable, RunnerOptions, canonical_backend, create_runner, cuda_available
@@ -102,8 +103,9 @@ class BenchRow:
     stats: LatencyStats | None = None
     memory: MemoryStats | None = None
     memory_error: str | None = None
-    ratio: float | None = None  # model rows: model median / baseline median
-    paired_ratio: float | None = None  # model rows: median of per-round ratios
+    ratio: float | None = None  # model rows: median over rounds of model_ms / baseline_ms
+    median_ratio: float | None = None  # model rows: model median / baseline median
+    samples_ms: np.ndarray | None = field(default=None, repr=False)  # raw latencies (not in reports)
 
     @property
     def ok(self) -> bool:
@@ -281,7 +283,7 @@ def bench(
         if warmup_iterations is not None
         else Budget(seconds=config.warmup_s, min_iterations=1)
     )
-    meas = Budget(iterations=iterations) if iterations is not None else Budget(seconds=config.duration_s, min_iterations=3)
+    meas = Budget(iterations=iterations) if iterations is not None else Budget(seconds=config.duration_s, min_iterations=5)
     sources = {"model": source, **({"baseline": base_source} if base_source else {})}
     if interleaved:
         notes.append(
@@ -323,11 +325,12 @@ def bench(
                         if role in failed:
                             cell[role] = BenchRow(role, label, backend, batch, "failed", failed[role])
                         else:
-                            cell[role] = BenchRow(role, label, backend, batch, "ok", stats=summarize(samples[role], batch))
+                            cell[role] = BenchRow(role, label, backend, batch, "ok", stats=summarize(samples[role], batch),
+                                                  samples_ms=samples[role])  # fmt: skip
                     m, b = cell.get("model"), cell.get("baseline")
                     if m and b and m.ok and b.ok:
-                        m.ratio = ratio(m.stats, b.stats)
-                        m.paired_ratio = paired_ratio(samples["model"], samples["baseline"])
+                        m.ratio = paired_ratio(samples["model"], samples["baseline"])
+                        m.median_ratio = median_ratio(m.stats, b.stats)
                     rows += [cell[r] for r in sources if r in cell]
             finally:
                 for runner in runners.values():

@@ -69,13 +69,18 @@ def summarize(samples_ms: Sequence[float] | np.ndarray, batch: int) -> LatencySt
     )
 
 
-def ratio(model: LatencyStats, baseline: LatencyStats) -> float:
+def median_ratio(model: LatencyStats, baseline: LatencyStats) -> float:
     """Median latency of the model over the baseline's (> 1: the model is slower)."""
     return model.median_ms / baseline.median_ms
 
 
 def paired_ratio(model_ms: Sequence[float], baseline_ms: Sequence[float]) -> float:
-    """Median of per-round ratios of interleaved samples: robust to slow drifts in machine load."""
+    """Median of per-round ratios of interleaved samples (> 1: the model is slower).
+
+    The headline ratio: the two samples of a round run back to back, so a load change on a shared
+    machine hits both; measured on a loaded 2-core machine it reproduced far better between runs
+    than the ratio of the two medians, which compares samples taken at different times.
+    """
     a = np.asarray(model_ms, dtype=np.float64)
     b = np.asarray(baseline_ms, dtype=np.float64)
     n = min(a.size, b.size)

@@ -159,7 +159,7 @@ def synthetic_result():
         m = summarize([2.0 * batch, 2.0 * batch, 2.2 * batch, 1.8 * batch], batch)
         b = summarize([1.0 * batch, 1.0 * batch, 1.1 * batch, 0.9 * batch], batch)
         mem = MemoryStats(peak_rss_mb=300.0 + batch, base_rss_mb=100.0)
-        rows.append(BenchRow("model", "tiny_acmix", "onnxruntime", batch, "ok", stats=m, memory=mem, ratio=2.0, paired_ratio=2.0))
+        rows.append(BenchRow("model", "tiny_acmix", "onnxruntime", batch, "ok", stats=m, memory=mem, ratio=2.0, median_ratio=2.0))
         rows.append(BenchRow("baseline", "tiny_plain", "onnxruntime", batch, "ok", stats=b, memory=mem))
         rows.append(BenchRow("model", "tiny_acmix", "torch-eager", batch, "ok", stats=summarize([5.0, 5.0, 5.0, 5.0], batch)))
         rows.append(BenchRow("baseline", "tiny_plain", "torch-eager", batch, "failed", "RuntimeError: boom"))

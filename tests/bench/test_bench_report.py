@@ -33,7 +33,7 @@ def test_json_schema(result, tmp_path):
     assert len(doc["rows"]) == len(result.rows)
     row = doc["rows"][0]
     assert set(row) == {"role", "model", "backend", "batch", "status", "reason", "iterations", "latency_ms",
-                        "throughput_ips", "cv", "cv_warning", "memory", "memory_error", "ratio", "paired_ratio"}
+                        "throughput_ips", "cv", "cv_warning", "memory", "memory_error", "ratio", "median_ratio"}
     assert set(row["latency_ms"]) == {"mean", "median", "p90", "p95", "p99", "min", "max", "std"}
     assert row["latency_ms"]["median"] == pytest.approx(2.0) and row["throughput_ips"] == pytest.approx(500.0)
     assert row["ratio"] == 2.0 and row["memory"]["added_rss_mb"] == pytest.approx(201.0)

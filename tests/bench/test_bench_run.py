@@ -1,9 +1,11 @@
+import numpy as np
 import pytest
 
 import bench_standins as S
 from acmix_deploy import workspace as ws
 from acmix_deploy.bench.run import bench
 from acmix_deploy.bench.sources import ModelSource
+from acmix_deploy.bench.stats import paired_ratio
 from acmix_deploy.errors import AcmixError
 
 FAST = {"iterations": 5, "warmup_iterations": 1, "memory": False, "threads": 1, "resolver": S.resolver}
@@ -23,8 +25,10 @@ def test_model_vs_baseline_interleaved_with_ratios():
         for batch in (1, 2):
             m, b = r.get(backend, batch), r.get(backend, batch, "baseline")
             assert m.ok and b.ok and m.stats.iterations == 5 == b.stats.iterations
-            assert m.ratio == pytest.approx(m.stats.median_ms / b.stats.median_ms)
-            assert m.paired_ratio > 0 and b.ratio is None
+            assert m.median_ratio == pytest.approx(m.stats.median_ms / b.stats.median_ms)
+            assert m.ratio == pytest.approx(paired_ratio(m.samples_ms, b.samples_ms))
+            assert b.ratio is None and b.median_ratio is None
+            assert len(m.samples_ms) == 5 and m.stats.median_ms == pytest.approx(float(np.median(m.samples_ms)))
             assert m.stats.throughput_ips == pytest.approx(batch * 1000 / m.stats.median_ms)
     trt = [row for row in r.rows if row.backend == "tensorrt"]
     assert len(trt) == 4 and all(row.status == "unavailable" and "engine" in row.reason for row in trt)

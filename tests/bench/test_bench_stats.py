@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from acmix_deploy.bench.stats import CV_WARN, LatencyStats, paired_ratio, ratio, summarize
+from acmix_deploy.bench.stats import CV_WARN, LatencyStats, median_ratio, paired_ratio, summarize
 
 
 def test_summary_of_known_samples():
@@ -53,7 +53,7 @@ def test_batch_must_be_positive():
 def test_ratio_and_paired_ratio():
     model = summarize([20, 22, 21], 1)
     base = summarize([10, 10, 11], 1)
-    assert ratio(model, base) == pytest.approx(21 / 10)
+    assert median_ratio(model, base) == pytest.approx(21 / 10)
     # per-round ratios 2.0, 2.2, 21/11 -> median 2.0
     assert paired_ratio([20, 22, 21], [10, 10, 11]) == pytest.approx(2.0)
     # a drift hitting both sides of a round cancels in the paired ratio
