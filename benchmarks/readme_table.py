@@ -15,6 +15,7 @@ exact `acmix-deploy bench` command that reproduces it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 

@@ -13,10 +13,12 @@ than --tolerance (default 10 %) between runs (max/min - 1).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch timings on shared machines (before torch loads)
 
 from acmix_deploy.bench.run import bench  # noqa: E402
 from acmix_deploy.errors import AcmixError  # noqa: E402

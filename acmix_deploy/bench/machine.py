@@ -7,6 +7,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
+_ENV_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 _PACKAGES = ("acmix-deploy", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "tensorrt", "tensorrt-rtx-cu12")
 
 
@@ -117,4 +118,5 @@ def machine_info() -> dict[str, Any]:
         "gpus": gpus(),
         "cuda": cuda,
         "versions": versions(),
+        "env": {k: os.environ[k] for k in _ENV_VARS if k in os.environ},
     }

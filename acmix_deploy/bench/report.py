@@ -18,7 +18,7 @@ meaning or disappears, the minor number when fields are added):
       "method": {
         "interleaved": bool,            # model and baseline alternated round by round
         "ort_spinning": bool,           # ONNX Runtime session.intra_op.allow_spinning
-        "timer": "cuda-events" | "perf_counter",
+        "timer": str,                   # CUDA events on GPU backends, perf_counter_ns on CPU ones
         "statistic": "median", "throughput": "batch * 1000 / median_ms",
         "cv": "std (ddof=1) / mean", "cv_warn": 0.05,
         "ratio": "median over rounds of model_ms / baseline_ms (same backend and batch)",
@@ -29,7 +29,8 @@ meaning or disappears, the minor number when fields are added):
         "os", "python", "cpu_model": str, "cpu_logical_cores", "cpu_physical_cores",
         "cpu_usable": int, "memory_total_mb": float, "cuda": str | null,
         "gpus": [{"name", "memory_mb", "capability"}],
-        "versions": {"acmix-deploy", "torch", "onnxruntime", "onnx", "numpy", ...: str}
+        "versions": {"acmix-deploy", "torch", "onnxruntime", "onnx", "numpy", ...: str},
+        "env": {"OMP_WAIT_POLICY", "OMP_NUM_THREADS", ...: str}   # only the variables that are set
       },
       "models": {"model": SOURCE, "baseline": SOURCE | absent},
           # SOURCE = {"label", "name", "onnx", "engine": str | null, "input_size": [H, W], "overrides": {}}
@@ -113,7 +114,7 @@ def to_json_dict(result: BenchResult) -> dict[str, Any]:
         "method": {
             "interleaved": result.interleaved,
             "ort_spinning": result.ort_spinning,
-            "timer": "cuda-events" if result.config.device == "cuda" else "perf_counter",
+            "timer": "CUDA events for backends on a GPU, perf_counter_ns for backends on the CPU",
             "statistic": "median",
             "throughput": "batch * 1000 / median_ms",
             "cv": "std (ddof=1) / mean",

@@ -12,6 +12,7 @@ Rules that make the numbers comparable (DESIGN.md section 4):
 
 from __future__ import annotations
 
+import os
 import shlex
 import tempfile
 import time
@@ -208,7 +209,12 @@ def _time_cell(
         except Exception as exc:  # a backend that cannot run this model/batch is a row, not a crash
             failed[role] = _one_line(exc)
             continue
-        items[role] = Timed(fn=lambda r=runner, x=x: r(x), cuda=runner.device == "cuda", sync=runner.synchronize)
+        items[role] = Timed(
+            fn=lambda r=runner, x=x: r(x),
+            cuda=runner.device == "cuda",
+            sync=runner.synchronize,
+            sync_before_event=not runner.name.startswith("torch"),
+        )
     samples: dict[str, np.ndarray] = {}
     if items:
         try:
@@ -292,6 +298,8 @@ def bench(
         )
     if cuda_graph and dev != "cuda":
         notes.append("--cuda-graph has no effect without a CUDA device")
+    if include_transfers and dev != "cuda":
+        notes.append("--include-transfers only changes GPU backends (CPU backends have no copies to time)")
     rows: list[BenchRow] = []
     with tempfile.TemporaryDirectory(prefix="acmix-bench-") as tmp:
         base_opts = RunnerOptions(
@@ -345,6 +353,12 @@ def bench(
                 except Exception as exc:
                     row.memory_error = _one_line(exc)
     rows.sort(key=lambda r: (backend_list.index(r.backend), r.batch, 0 if r.role == "model" else 1))
+    torch_timed = any(r.ok and r.backend.startswith("torch") for r in rows)
+    if torch_timed and dev == "cpu" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        notes.append(
+            "torch on CPU: idle OpenMP threads spin (OMP_WAIT_POLICY is not PASSIVE); on a shared or loaded "
+            "machine start with OMP_WAIT_POLICY=PASSIVE for stable torch timings"
+        )
     for row in rows:
         if row.stats is not None and row.stats.cv > CV_WARN:
             notes.append(

@@ -46,11 +46,16 @@ class Budget:
 
 @dataclass
 class Timed:
-    """One thing to time: `fn` runs one iteration; `sync` waits for queued device work."""
+    """One thing to time: `fn` runs one iteration; `sync` waits for queued device work.
+
+    With `cuda`, CUDA events on torch's current stream time the call; a runner that may queue work
+    on other streams (TensorRT) sets `sync_before_event` so that work is inside the window.
+    """
 
     fn: Callable[[], object]
     cuda: bool = False
     sync: Callable[[], None] | None = None
+    sync_before_event: bool = False
 
 
 def _cuda_events_usable() -> bool:
@@ -70,6 +75,8 @@ def _time_once(item: Timed, use_events: bool) -> float:
         end = torch.cuda.Event(enable_timing=True)
         start.record()
         item.fn()
+        if item.sync_before_event and item.sync is not None:
+            item.sync()
         end.record()
         end.synchronize()
         return float(start.elapsed_time(end))
