@@ -14,11 +14,12 @@ import inspect
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from acmix_deploy.bench.sources import ModelSource
+if TYPE_CHECKING:
+    from acmix_deploy.bench.sources import ModelSource
 
 TORCH_BACKENDS = ("torch-eager", "torch-deploy", "torch-compile")
 ORT_BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-trt")

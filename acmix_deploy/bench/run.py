@@ -317,7 +317,7 @@ def bench(
                 try:
                     say(f"{backend}: loading {src.label}")
                     runners[role] = create_runner(backend, src, opts_by_role[role])
-                except (BackendUnavailable, AcmixError) as exc:
+                except BackendUnavailable as exc:
                     rows += [BenchRow(role, src.label, backend, b, "unavailable", str(exc)) for b in config.batches]
                 except Exception as exc:  # a broken backend is reported, the others still run
                     rows += [BenchRow(role, src.label, backend, b, "failed", _one_line(exc)) for b in config.batches]

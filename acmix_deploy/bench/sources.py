@@ -69,7 +69,9 @@ def _export_registry_model(name: str, img_size: int | None, shift: str | None, w
     try:
         from acmix_deploy.export import export_onnx
     except ImportError as exc:
-        raise AcmixError(f"cannot export {name} to ONNX: acmix_deploy.export is unavailable ({exc})") from None
+        from acmix_deploy.runners import BackendUnavailable
+
+        raise BackendUnavailable(f"cannot export {name} to ONNX: acmix_deploy.export is unavailable ({exc})") from None
     kwargs: dict[str, Any] = {"img_size": img_size, "dynamic_batch": True, "verify": False}
     if shift is not None:
         kwargs["shift"] = shift
@@ -130,21 +132,24 @@ def _onnx_input_size(path: Path) -> tuple[int, int] | None:
         raise AcmixError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
-    if not inputs:
-        return None
+    if not model.graph.node or not inputs:
+        raise AcmixError(f"{path} is not an ONNX model (no graph)")
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) == 4 and dims[2].dim_value > 0 and dims[3].dim_value > 0:
         return (dims[2].dim_value, dims[3].dim_value)
     return None
 
 
-def from_file(path: str | os.PathLike[str], img_size: int | None = None) -> ModelSource:
-    """An .onnx or engine file as a ModelSource (no torch model behind it)."""
+def from_file(path: str | os.PathLike[str], img_size: int | None = None, kind: str | None = None) -> ModelSource:
+    """An ONNX or engine file as a ModelSource (no torch model behind it).
+
+    `kind` is "onnx" or "engine"; by default the suffix decides (.onnx, anything else is an engine).
+    """
     p = Path(path)
     if not p.is_file():
         raise AcmixError(f"no such file: {p}")
     size = (img_size, img_size) if img_size else None
-    if p.suffix.lower() == ".onnx":
+    if (kind or ("onnx" if p.suffix.lower() == ".onnx" else "engine")) == "onnx":
         return ModelSource(label=p.stem, onnx_path=p, input_size=size or _onnx_input_size(p) or (DEFAULT_IMG_SIZE,) * 2)
     return ModelSource(label=p.stem, engine_path=p, input_size=size)
 
@@ -170,16 +175,16 @@ def resolve_target(
     if model is not None:
         return (resolver or resolve_model)(model, img_size=img_size, shift=shift), None
     if onnx is not None:
-        return from_file(onnx, img_size), None
+        return from_file(onnx, img_size, "onnx"), None
     if engine is not None:
-        return from_file(engine, img_size), None
+        return from_file(engine, img_size, "engine"), None
     from acmix_deploy import workspace as ws
 
     try:
         art = ws.newest(ws.ENGINE, workspace=workspace)
     except AcmixError:
         art = ws.newest([ws.ONNX, ws.ONNX_OPTIMIZED, ws.ONNX_FP16, ws.ONNX_INT8], workspace=workspace)
-    src = from_file(art.path, img_size)
+    src = from_file(art.path, img_size, "engine" if art.kind == ws.ENGINE else "onnx")
     src.label = art.model or src.label
     return src, f"no input given: using the newest {art.kind} in the workspace, {art.path}"
 

@@ -97,6 +97,13 @@ def test_bad_input_is_one_line_error(kwargs, message, tmp_path):
         bench(**args)
 
 
+def test_a_file_that_is_not_onnx_is_refused(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(AcmixError, match="not an ONNX model"):
+        bench(onnx=bad, **FAST)
+
+
 def test_empty_workspace_says_what_to_do(tmp_path):
     with pytest.raises(AcmixError, match="acmix-deploy export"):
         bench(workspace=tmp_path, **FAST)
