@@ -5,9 +5,11 @@
         --backend onnxruntime --batch 1,4 --runs 2
 
 Ratios are stable because the model and the baseline are timed interleaved in one process (the
-same background load hits both), ONNX Runtime spinning is off (two sessions do not steal each
-other's cores) and the thread count is fixed. Exit status 1 when any row's ratios differ by more
-than --tolerance (default 10 %) between runs (max/min - 1).
+same background load hits both rounds' samples, and the ratio is the median of per-round ratios),
+ONNX Runtime spinning is off (two sessions do not steal each other's cores), the thread count is
+fixed, and this script starts torch with OMP_WAIT_POLICY=PASSIVE (spinning OpenMP threads make torch
+timings erratic on a loaded machine). Exit status 1 when any row's ratios differ by more than
+--tolerance (default 10 %) between runs (max/min - 1).
 """
 
 from __future__ import annotations

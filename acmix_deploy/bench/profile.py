@@ -197,6 +197,18 @@ def _op_from_node(node: str) -> str:
     return head if head and tail.isdigit() else last
 
 
+def layer_times_to_nodes(layer_ms: dict[str, float], runs: int) -> tuple[dict[str, float], dict[str, str]]:
+    """TensorRT layer times (summed over `runs`) -> per-run times and op types keyed by the first
+    ONNX node of each layer; layers that start at the same node add up."""
+    times: dict[str, float] = defaultdict(float)
+    ops: dict[str, str] = {}
+    for layer, ms in layer_ms.items():
+        node = engine_layer_node(layer)
+        times[node] += ms / runs
+        ops[node] = _op_from_node(node)
+    return dict(times), ops
+
+
 def profile_tensorrt(
     source: ModelSource, batch: int, input_size: tuple[int, int], warmup: int, iterations: int
 ) -> ProfileResult:
@@ -232,10 +244,7 @@ def profile_tensorrt(
             runner(x)
             runner.synchronize()
             walls.append((time.perf_counter() - t0) * 1000)
-        times = {k: v / iterations for k, v in prof.ms.items()}
-        ops = {k: _op_from_node(engine_layer_node(k)) for k in times}
-        mapped = {k: engine_layer_node(k) for k in times}
-        nodes = attribute({mapped[k]: v for k, v in times.items()}, {mapped[k]: ops[k] for k in times})
+        nodes = attribute(*layer_times_to_nodes(prof.ms, iterations))
         return ProfileResult("tensorrt", "ok", run_ms=statistics.median(walls), nodes=nodes)
     finally:
         runner.close()

@@ -6,7 +6,7 @@ from rich.console import Console
 
 import bench_standins as S
 from acmix_deploy.bench.naming import ATTENTION, CATEGORIES, CONV, REST, STAGE1
-from acmix_deploy.bench.profile import attribute, profile, render_profile, write_profile_json, write_profile_plot
+from acmix_deploy.bench.profile import attribute, layer_times_to_nodes, profile, render_profile, write_profile_json, write_profile_plot
 from acmix_deploy.errors import AcmixError
 
 BLOCKS = ["layer1.0.conv2", "layer1.1.conv2"]
@@ -99,6 +99,16 @@ def test_tensorrt_layer_names_are_attributed():
     assert cats["layer1.0.conv2.attention/Softmax_4"] == ("layer1.0.conv2", ATTENTION)
     assert cats["layer1.0.conv2.dep_conv/Conv_7"] == ("layer1.0.conv2", CONV)
     assert cats["layer1.0.conv3/Conv_9"] == (None, REST)
+
+
+def test_tensorrt_layers_starting_at_one_node_add_up():
+    times, ops = layer_times_to_nodes(
+        {"a.attention/MatMul_1 + a.attention/Softmax_2": 4.0, "{ForeignNode[a.attention/MatMul_1...a/Add_5]}": 2.0,
+         "a.dep_conv/Conv_3": 1.0},
+        runs=2,
+    )  # fmt: skip
+    assert times == {"a.attention/MatMul_1": 3.0, "a.dep_conv/Conv_3": 0.5}
+    assert ops == {"a.attention/MatMul_1": "MatMul", "a.dep_conv/Conv_3": "Conv"}
 
 
 @pytest.mark.parametrize(
