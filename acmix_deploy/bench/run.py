@@ -226,6 +226,66 @@ def _time_cell(
     return samples, failed
 
 
+def _bench_backend(
+    backend: str,
+    sources: dict[str, ModelSource],
+    opts_by_role: dict[str, RunnerOptions],
+    batches: Sequence[int],
+    warm: Budget,
+    meas: Budget,
+    say: Callable[[str], None],
+) -> list[BenchRow]:
+    """All rows of one backend: build its runners (model, baseline), time every batch, close them."""
+    rows: list[BenchRow] = []
+    runners: dict[str, Any] = {}
+    for role, src in sources.items():
+        try:
+            say(f"{backend}: loading {src.label}")
+            runners[role] = create_runner(backend, src, opts_by_role[role])
+        except BackendUnavailable as exc:
+            rows += [BenchRow(role, src.label, backend, b, "unavailable", str(exc)) for b in batches]
+        except Exception as exc:  # a broken backend is reported, the others still run
+            rows += [BenchRow(role, src.label, backend, b, "failed", _one_line(exc)) for b in batches]
+    try:
+        for batch in batches if runners else ():
+            say(f"{backend}: timing batch {batch}")
+            samples, failed = _time_cell(runners, batch, warm, meas)
+            cell: dict[str, BenchRow] = {}
+            for role in runners:
+                label = sources[role].label
+                if role in failed:
+                    cell[role] = BenchRow(role, label, backend, batch, "failed", failed[role])
+                else:
+                    stats = summarize(samples[role], batch)
+                    cell[role] = BenchRow(role, label, backend, batch, "ok", stats=stats, samples_ms=samples[role])
+            m, b = cell.get("model"), cell.get("baseline")
+            if m and b and m.ok and b.ok:
+                m.ratio = paired_ratio(samples["model"], samples["baseline"])
+                m.median_ratio = median_ratio(m.stats, b.stats)
+            rows += [cell[r] for r in sources if r in cell]
+    finally:
+        for runner in runners.values():
+            runner.close()
+    return rows
+
+
+def _measure_memory(
+    rows: list[BenchRow],
+    sources: dict[str, ModelSource],
+    opts_by_role: dict[str, RunnerOptions],
+    say: Callable[[str], None],
+) -> None:
+    """Peak memory of every measured row, each in its own child process (after all timing)."""
+    for row in rows:
+        if not row.ok:
+            continue
+        say(f"{row.backend}: peak memory of {row.model} at batch {row.batch} (child process)")
+        try:
+            row.memory = measure_memory(row.backend, sources[row.role], opts_by_role[row.role], row.batch)
+        except Exception as exc:  # memory is extra information: its failure must not lose the timings
+            row.memory_error = _one_line(exc)
+
+
 def bench(
     model: str | None = None,
     onnx: str | Path | None = None,
@@ -270,7 +330,7 @@ def bench(
         onnx=str(onnx) if onnx is not None else (str(source.onnx_path) if found and source.onnx_path else None),
         engine=str(engine) if engine is not None else (str(source.engine_path) if found and source.engine_path else None),
         backends=backend_list,
-        batches=tuple(int(b) for b in batches),
+        batches=tuple(dict.fromkeys(int(b) for b in batches)),
         img_size=img_size,
         warmup_s=None if warmup_iterations is not None else (warmup_s if warmup_s is not None else 2.0),
         warmup_iterations=warmup_iterations,
@@ -312,46 +372,9 @@ def bench(
         )
         opts_by_role = {role: replace(base_opts, input_size=src.input_size or (224, 224)) for role, src in sources.items()}
         for backend in backend_list:
-            runners: dict[str, Any] = {}
-            for role, src in sources.items():
-                try:
-                    say(f"{backend}: loading {src.label}")
-                    runners[role] = create_runner(backend, src, opts_by_role[role])
-                except BackendUnavailable as exc:
-                    rows += [BenchRow(role, src.label, backend, b, "unavailable", str(exc)) for b in config.batches]
-                except Exception as exc:  # a broken backend is reported, the others still run
-                    rows += [BenchRow(role, src.label, backend, b, "failed", _one_line(exc)) for b in config.batches]
-            try:
-                for batch in config.batches:
-                    if not runners:
-                        break
-                    say(f"{backend}: timing batch {batch}")
-                    samples, failed = _time_cell(runners, batch, warm, meas)
-                    cell: dict[str, BenchRow] = {}
-                    for role in runners:
-                        label = sources[role].label
-                        if role in failed:
-                            cell[role] = BenchRow(role, label, backend, batch, "failed", failed[role])
-                        else:
-                            cell[role] = BenchRow(role, label, backend, batch, "ok", stats=summarize(samples[role], batch),
-                                                  samples_ms=samples[role])  # fmt: skip
-                    m, b = cell.get("model"), cell.get("baseline")
-                    if m and b and m.ok and b.ok:
-                        m.ratio = paired_ratio(samples["model"], samples["baseline"])
-                        m.median_ratio = median_ratio(m.stats, b.stats)
-                    rows += [cell[r] for r in sources if r in cell]
-            finally:
-                for runner in runners.values():
-                    runner.close()
+            rows += _bench_backend(backend, sources, opts_by_role, config.batches, warm, meas, say)
         if memory:
-            for row in rows:
-                if not row.ok:
-                    continue
-                say(f"{row.backend}: peak memory of {row.model} at batch {row.batch} (child process)")
-                try:
-                    row.memory = measure_memory(row.backend, sources[row.role], opts_by_role[row.role], row.batch)
-                except Exception as exc:
-                    row.memory_error = _one_line(exc)
+            _measure_memory(rows, sources, opts_by_role, say)
     rows.sort(key=lambda r: (backend_list.index(r.backend), r.batch, 0 if r.role == "model" else 1))
     torch_timed = any(r.ok and r.backend.startswith("torch") for r in rows)
     if torch_timed and dev == "cpu" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
