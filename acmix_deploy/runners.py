@@ -10,7 +10,6 @@ which reports print as an "unavailable: <reason>" row. Heavy libraries are impor
 
 from __future__ import annotations
 
-import inspect
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -282,7 +281,11 @@ def _engine_runner_class() -> Callable[..., Any]:
 
 
 class TensorRTRunner:
-    """A serialized TensorRT engine run through acmix_deploy.trt.runner.EngineRunner."""
+    """A serialized TensorRT engine run through acmix_deploy.trt.runner.EngineRunner.
+
+    EngineRunner enqueues on torch's current CUDA stream, so CUDA events on that stream time it
+    exactly; calls here do not synchronize (the timing loop does).
+    """
 
     def __init__(self, backend: str, source: ModelSource, options: RunnerOptions) -> None:
         if source.engine_path is None:
@@ -290,19 +293,21 @@ class TensorRTRunner:
         if not cuda_available():
             raise BackendUnavailable("TensorRT needs a CUDA GPU; none found")
         engine_cls = _engine_runner_class()
-        kwargs: dict[str, Any] = {}
-        if options.cuda_graph and "cuda_graph" in inspect.signature(engine_cls).parameters:
-            kwargs["cuda_graph"] = True
+        from acmix_deploy.errors import AcmixError
+
+        try:
+            self._runner = engine_cls(str(source.engine_path))
+        except AcmixError as exc:  # wrong TensorRT flavour/version, GPU, missing sidecar ...
+            raise BackendUnavailable(str(exc)) from None
         import torch
 
         self._torch = torch
-        self._runner = engine_cls(str(source.engine_path), **kwargs)
-        names = getattr(self._runner, "input_names", None) or ["images"]
-        self._input_name = list(names)[0]
+        self._input_name = list(getattr(self._runner, "input_names", None) or ["images"])[0]
         self.name = backend
         self.device = "cuda"
         self._opts = options
         self.context = getattr(self._runner, "context", None)  # for the per-layer profiler
+        self.trt = getattr(self._runner, "_trt", None)
 
     def prepare(self, batch: int) -> Any:
         x = self._torch.from_numpy(make_images(batch, self._opts.input_size, self._opts.seed))
@@ -313,19 +318,17 @@ class TensorRTRunner:
         return x
 
     def __call__(self, inputs: Any) -> Any:
+        out = self._runner.infer({self._input_name: inputs}, sync=False)
         if self._opts.include_transfers:
-            out = self._runner({self._input_name: inputs.cuda()})
-            return {k: v.cpu() for k, v in out.items()} if isinstance(out, dict) else out
-        return self._runner({self._input_name: inputs})
+            return {k: v.cpu() for k, v in out.items()}  # .cpu() waits for the engine
+        return out
 
     def synchronize(self) -> None:
         self._torch.cuda.synchronize()
 
     def close(self) -> None:
-        close = getattr(self._runner, "close", None)
-        if callable(close):
-            close()
         self._runner = None
+        self.context = None
 
 
 def create_runner(backend: str, source: ModelSource, options: RunnerOptions) -> Runner:

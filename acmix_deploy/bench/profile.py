@@ -222,7 +222,7 @@ def profile_tensorrt(
         ctx = runner.context
         if ctx is None:
             raise BackendUnavailable("the engine runner exposes no execution context for a profiler")
-        trt = importlib.import_module(type(ctx).__module__.split(".")[0])
+        trt = runner.trt or importlib.import_module(type(ctx).__module__.split(".")[0])
 
         class _LayerTimes(trt.IProfiler):  # type: ignore[misc,name-defined]
             def __init__(self) -> None:

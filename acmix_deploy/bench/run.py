@@ -213,7 +213,7 @@ def _time_cell(
             fn=lambda r=runner, x=x: r(x),
             cuda=runner.device == "cuda",
             sync=runner.synchronize,
-            sync_before_event=not runner.name.startswith("torch"),
+            sync_before_event=bool(getattr(runner, "own_stream", False)),
         )
     samples: dict[str, np.ndarray] = {}
     if items:
@@ -358,6 +358,8 @@ def bench(
         )
     if cuda_graph and dev != "cuda":
         notes.append("--cuda-graph has no effect without a CUDA device")
+    elif cuda_graph and "tensorrt" in backend_list:
+        notes.append("--cuda-graph: the tensorrt backend enqueues the engine directly (no graph replay)")
     if include_transfers and dev != "cuda":
         notes.append("--include-transfers only changes GPU backends (CPU backends have no copies to time)")
     rows: list[BenchRow] = []

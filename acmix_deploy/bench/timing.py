@@ -48,8 +48,8 @@ class Budget:
 class Timed:
     """One thing to time: `fn` runs one iteration; `sync` waits for queued device work.
 
-    With `cuda`, CUDA events on torch's current stream time the call; a runner that may queue work
-    on other streams (TensorRT) sets `sync_before_event` so that work is inside the window.
+    With `cuda`, CUDA events on torch's current stream time the call; a runner that queues work on
+    a stream of its own sets `sync_before_event` so that work is inside the window.
     """
 
     fn: Callable[[], object]

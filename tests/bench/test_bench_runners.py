@@ -123,3 +123,19 @@ def test_torch_runner_on_cuda_with_cuda_graph(source):
     ref = S.make_tiny()(x.cpu()).detach().numpy()
     assert compare(ref, out, 1e-3).passed
     runner.close()
+
+
+def test_engine_runner_errors_become_unavailable_reasons(monkeypatch, tmp_path):
+    from acmix_deploy import runners
+    from acmix_deploy.errors import AcmixError
+
+    class NoTensorRT:
+        def __init__(self, path):
+            raise AcmixError("TensorRT is not installed (pip install tensorrt)")
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"\0")
+    monkeypatch.setattr(runners, "cuda_available", lambda: True)
+    monkeypatch.setattr(runners, "_engine_runner_class", lambda: NoTensorRT)
+    with pytest.raises(BackendUnavailable, match="TensorRT is not installed"):
+        create_runner("tensorrt", ModelSource(label="m", engine_path=engine), OPTS)
