@@ -9,3 +9,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    # An explicit callback keeps `acmix-deploy COMMAND` a group even when only one command is registered.
+    pass

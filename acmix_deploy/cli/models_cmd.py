@@ -1,1 +1,125 @@
-"""Model commands: list-models, info, doctor (filled in by the model package)."""
+"""Model commands: list-models, info, doctor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from acmix_deploy.cli.app import app
+
+console = Console()
+
+
+@app.command("list-models")
+def list_models_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the registered models with parameters, MACs at their input size and paper top-1."""
+    from acmix_deploy.flops import model_stats
+    from acmix_deploy.registry import get_card, list_models
+
+    rows = []
+    for name in list_models():
+        card, stats = get_card(name), model_stats(name)
+        rows.append(
+            {
+                "name": name,
+                "params_m": round(stats.params / 1e6, 2),
+                "gmacs": round(stats.total_macs / 1e9, 2),
+                "input_size": card.input_size,
+                "paper_top1": card.paper.get("top1"),
+                "description": card.description,
+            }
+        )
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="acmix-deploy model zoo (1000 classes)")
+    for col in ("model", "params (M)", "GMACs", "input", "paper top-1"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        table.add_row(r["name"], f"{r['params_m']:.2f}", f"{r['gmacs']:.2f}", str(r["input_size"]),
+                      f"{r['paper_top1']:.1f}" if r["paper_top1"] else "-")
+    console.print(table)
+
+
+@app.command("info")
+def info_cmd(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name.")] = None,
+    img_size: Annotated[Optional[int], typer.Option("--img-size", help="Input size (default: the card's).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Report learned rate1/rate2 of this checkpoint.")] = None,
+    non_strict: Annotated[bool, typer.Option("--non-strict", help="Allow a partial checkpoint load.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Parameters and MACs, total and split into ACmix stage I / stage II per block (paper Table 1)."""
+    from acmix_deploy.errors import AcmixError
+    from acmix_deploy.flops import model_stats
+    from acmix_deploy.registry import create_model
+
+    loaded = None
+    if checkpoint is not None:
+        loaded = create_model(model, checkpoint=checkpoint, strict=not non_strict)
+        model = loaded.build_config["name"]
+        _print_load_report(loaded)
+    if model is None:
+        raise AcmixError("give --model NAME (or a --checkpoint written by acmix-deploy)")
+    overrides = dict(loaded.build_config["overrides"]) if loaded is not None else {}
+    overrides.pop("img_size", None)
+    stats = model_stats(model, img_size, model=loaded, **overrides)
+    if json_out:
+        print(json.dumps(stats.to_dict(), indent=2))
+        return
+    console.print(
+        f"[bold]{model}[/] at {stats.img_size}x{stats.img_size}: {stats.params / 1e6:.2f} M params, "
+        f"{stats.total_macs / 1e9:.3f} GMACs ({stats.conv_matmul_macs / 1e9:.3f} conv/matmul"
+        + (f" + {stats.attention_macs / 1e9:.3f} local attention" if stats.attention_macs else "")
+        + ")"
+    )
+    if not stats.blocks:
+        console.print("no ACmix blocks (plain baseline)")
+        return
+    table = Table(title="ACmix blocks: stage I (q/k/v projections) vs stage II (aggregation), MMACs")
+    for col in ("block", "stage I", "stage II", "stage I share", "rate1", "rate2"):
+        table.add_column(col, justify="left" if col == "block" else "right")
+    for b in stats.blocks:
+        share = b.stage1_macs / max(b.stage1_macs + b.stage2_macs, 1)
+        table.add_row(b.path, f"{b.stage1_macs / 1e6:.1f}", f"{b.stage2_macs / 1e6:.1f}", f"{share:.0%}",
+                      "-" if b.rate1 is None else f"{b.rate1:.3f}", "-" if b.rate2 is None else f"{b.rate2:.3f}")
+    total = stats.stage1_macs + stats.stage2_macs
+    table.add_row("[bold]sum[/]", f"{stats.stage1_macs / 1e6:.1f}", f"{stats.stage2_macs / 1e6:.1f}",
+                  f"{stats.stage1_macs / max(total, 1):.0%}", "", "")
+    console.print(table)
+
+
+def _print_load_report(model) -> None:
+    report = getattr(model, "load_report", None)
+    if report is not None and not report.ok:
+        console.print(f"[yellow]partial load: {report.summary()}[/]")
+        for line in report.lines():
+            console.print(f"  {line}")
+
+
+@app.command("doctor")
+def doctor_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Which backends are importable, their versions, and the GPU with its compute capability."""
+    from acmix_deploy.doctor import collect
+
+    rows = collect()
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="acmix-deploy doctor")
+    for col in ("component", "status", "details"):
+        table.add_column(col)
+    for r in rows:
+        style = "green" if r["available"] else "yellow"
+        table.add_row(r["name"], f"[{style}]{'ok' if r['available'] else 'missing'}[/]", escape(r["details"]))
+    console.print(table)

@@ -1,0 +1,179 @@
+"""Model registry: the zoo cards in models/ (data) + the family builders in archs/ (code).
+
+`create_model(name, checkpoint=None, **overrides)` builds a model from its card, applies overrides
+(num_classes, img_size, width, k_att, heads, window, shift, ...), and optionally loads weights.
+Every model carries `.card` (the card with overrides applied) and `.build_config` (name + overrides),
+which checkpoints written by this toolkit store so later commands rebuild the model from the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from acmix_deploy.errors import AcmixError
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    arch: str
+    description: str
+    args: dict[str, Any]
+    input_size: int
+    min_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_ratio: float
+    interpolation: str
+    num_classes: int
+    baseline: str = ""
+    paper: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_acmix(self) -> bool:
+        return bool(self.args.get("acmix", self.args.get("block") == "acmix"))
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "crop_ratio": self.crop_ratio,
+            "interpolation": self.interpolation,
+        }
+
+
+def cards_dir() -> Path:
+    """Installed wheel: acmix_deploy/zoo; checkout: the top-level models/ folder."""
+    override = os.environ.get("ACMIX_DEPLOY_ZOO")
+    if override:
+        return Path(override)
+    packaged = Path(str(resources.files("acmix_deploy"))) / "zoo"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def _parse_card(path: Path) -> ModelCard:
+    data = tomllib.loads(path.read_text())
+    inp = data["input"]
+    return ModelCard(
+        name=data["name"],
+        arch=data["arch"],
+        description=data.get("description", ""),
+        args=dict(data["args"]),
+        input_size=int(inp["size"]),
+        min_size=int(inp["min_size"]),
+        mean=tuple(inp["mean"]),
+        std=tuple(inp["std"]),
+        crop_ratio=float(inp["crop_ratio"]),
+        interpolation=inp["interpolation"],
+        num_classes=int(inp["num_classes"]),
+        baseline=data.get("baseline", ""),
+        paper=dict(data.get("paper", {})),
+        weights=dict(data.get("weights", {})),
+    )
+
+
+@lru_cache(maxsize=None)
+def _cards() -> dict[str, ModelCard]:
+    folder = cards_dir()
+    cards = {c.name: c for c in (_parse_card(p) for p in sorted(folder.glob("*.toml")))}
+    if not cards:
+        raise AcmixError(f"no model cards found in {folder}")
+    return cards
+
+
+def list_models() -> list[str]:
+    return sorted(_cards())
+
+
+def get_card(name: str) -> ModelCard:
+    cards = _cards()
+    if name not in cards:
+        raise AcmixError(f"unknown model {name!r}; valid models: {', '.join(sorted(cards))}")
+    return cards[name]
+
+
+# Override name -> constructor argument, per family.
+_OVERRIDES = {
+    "resnet": {
+        "num_classes": "num_classes", "img_size": "img_size", "width": "width", "k_att": "k_att",
+        "heads": "heads", "k_conv": "k_conv", "shift": "shift", "layers": "layers", "in_chans": "in_chans",
+    },
+    "swin": {
+        "num_classes": "num_classes", "img_size": "img_size", "width": "embed_dim", "embed_dim": "embed_dim",
+        "window": "window_size", "heads": "num_heads", "shift": "shift", "depths": "depths",
+        "drop_path_rate": "drop_path_rate", "in_chans": "in_chans", "patch_size": "patch_size",
+    },
+}
+
+
+def _build(card: ModelCard, overrides: dict[str, Any]) -> nn.Module:
+    from acmix_deploy.archs.resnet import ResNet
+    from acmix_deploy.archs.swin import SwinTransformer
+
+    table = _OVERRIDES[card.arch]
+    unknown = sorted(set(overrides) - set(table))
+    if unknown:
+        raise AcmixError(
+            f"unknown override(s) {', '.join(unknown)} for {card.name}; valid: {', '.join(sorted(table))}"
+        )
+    args = dict(card.args, num_classes=card.num_classes, img_size=card.input_size)
+    for key, value in overrides.items():
+        if key == "heads" and card.arch == "swin" and isinstance(value, int):
+            value = [value * 2**i for i in range(len(args["depths"]))]  # heads of the first stage
+        args[table[key]] = value
+    if card.arch == "resnet":
+        return ResNet(**args)
+    return SwinTransformer(**args)
+
+
+def create_model(
+    name: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    strict: bool = True,
+    **overrides: Any,
+) -> nn.Module:
+    """Build a registered model; with `checkpoint`, load it (our files also supply name/overrides)."""
+    from acmix_deploy import checkpoint as ckpt
+
+    loaded = ckpt.read_checkpoint(checkpoint) if checkpoint is not None else None
+    if loaded is not None and loaded.meta:
+        saved = loaded.meta.get("build", {})
+        if name is None:
+            name = saved.get("name")
+        if name == saved.get("name"):
+            overrides = {**saved.get("overrides", {}), **overrides}
+    if name is None:
+        raise AcmixError("no model name given and the checkpoint does not say which model it holds")
+    card = get_card(name)
+    model = _build(card, overrides)
+    model.card = dataclasses.replace(
+        card,
+        input_size=int(overrides.get("img_size", card.input_size)),
+        num_classes=int(overrides.get("num_classes", card.num_classes)),
+        min_size=int(getattr(model, "min_size", card.min_size)),
+    )
+    model.build_config = {"name": name, "overrides": dict(overrides)}
+    if loaded is not None:
+        report = ckpt.load_into(model, loaded.state_dict, strict=strict)
+        model.load_report = report
+        if loaded.meta and "classes" in loaded.meta:
+            model.classes = list(loaded.meta["classes"])
+    model.eval()
+    return model

@@ -1,0 +1,101 @@
+"""Registry, model zoo cards, parameter counts, forward / backward of every registered model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from acmix_deploy.errors import AcmixError
+from acmix_deploy.flops import model_stats
+from acmix_deploy.registry import create_model, get_card, list_models
+from tests.conftest import small_overrides
+
+# Official code, random init, 1000 classes (shared/DESIGN.md section 1); baselines: torchvision / Swin.
+PARAMS = {
+    "resnet_acmix26": 10_487_816,
+    "resnet_acmix38": 14_410_896,
+    "resnet_acmix50": 18_333_976,
+    "swin_acmix_t": 28_649_908,
+    "swin_acmix_s": 50_345_080,
+    "resnet26": 13_696_552,
+    "resnet38": 19_626_792,
+    "resnet50": 25_557_032,
+    "swin_t": 28_288_354,
+    "swin_s": 49_606_258,
+}
+
+
+def test_registry_lists_ten_models():
+    assert list_models() == sorted(PARAMS)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_parameter_counts(name):
+    with torch.device("meta"):
+        model = create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_forward_backward_small(name):
+    torch.manual_seed(0)
+    model = create_model(name, **small_overrides(name)).train()
+    x = torch.randn(2, 3, 64, 64)
+    out = model(x)
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    out.logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    if get_card(name).is_acmix:
+        assert any(float(p.grad.abs().sum()) > 0 for n, p in model.named_parameters() if n.endswith("rate1"))
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_card_min_size_matches_model(name):
+    with torch.device("meta"):
+        model = create_model(name)
+    assert model.card.min_size == get_card(name).min_size
+
+
+def test_macs_match_official_counts():
+    assert abs(model_stats("resnet_acmix50").conv_matmul_macs / 3.37e9 - 1) < 0.01
+    assert abs(model_stats("resnet_acmix50").total_macs / 3.6e9 - 1) < 0.10
+    assert abs(model_stats("swin_acmix_t").total_macs / 4.65e9 - 1) < 0.01
+    stats = model_stats("resnet_acmix26")
+    assert len(stats.blocks) == 8 and stats.stage1_macs > stats.stage2_macs > 0
+
+
+def test_min_size_error_names_minimum():
+    with pytest.raises(AcmixError, match="minimum of 49 px"):
+        create_model("resnet_acmix26", img_size=32)
+    model = create_model("resnet_acmix26", num_classes=3)
+    with pytest.raises(AcmixError, match="49 px"):
+        model(torch.randn(1, 3, 40, 64))
+
+
+def test_odd_sizes_and_stride_two_run():
+    model = create_model("resnet_acmix26", width=8, num_classes=5, img_size=49)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 49, 67)).shape == (1, 5)
+
+
+def test_swin_rebuilds_buffers_for_other_sizes():
+    model = create_model("swin_acmix_t", img_size=448, width=32, heads=2)
+    block = model.layers[0].blocks[1]
+    assert block.attn_mask.shape == (16 * 16, 49, 49)
+    with pytest.raises(AcmixError, match="multiple of"):
+        create_model("swin_t", img_size=100)
+
+
+def test_unknown_model_and_override():
+    with pytest.raises(AcmixError, match="valid models: resnet26"):
+        create_model("nope")
+    with pytest.raises(AcmixError, match="unknown override"):
+        create_model("resnet26", window=3)
+
+
+def test_features_are_four_stages():
+    model = create_model("resnet_acmix26", **small_overrides("resnet_acmix26"))
+    feats = model.forward_stages(torch.randn(1, 3, 64, 64))
+    assert [f.shape[1] for f in feats] == model.feature_channels
+    assert [f.shape[-1] for f in feats] == [16, 8, 4, 2]
