@@ -53,14 +53,19 @@ def _child_matches(child: str, names: Iterable[str]) -> bool:
 
 
 def find_blocks(paths: Iterable[str]) -> list[str]:
-    """ACmix block paths: modules with a child in BLOCK_MARKERS, in order of first appearance."""
+    """ACmix block paths: modules with a child in BLOCK_MARKERS, in order of first appearance.
+
+    Only the outermost marker of a path counts: in "P.conv_path.dep_conv" the block is P, not
+    P.conv_path.
+    """
     out: dict[str, None] = {}
     for path in paths:
         comps = path.split(".") if path else []
-        for i in range(len(comps)):
+        for i in range(1, len(comps)):
             if _child_matches(comps[i], BLOCK_MARKERS):
                 out.setdefault(".".join(comps[:i]), None)
-    return [b for b in out if b]
+                break
+    return list(out)
 
 
 def classify(path: str, blocks: Iterable[str]) -> tuple[str | None, str]:

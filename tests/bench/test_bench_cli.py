@@ -3,7 +3,7 @@ import json
 import pytest
 from PIL import Image
 
-import bench_standins as S
+from tests.bench import bench_standins as S
 from acmix_deploy.bench import sources
 from acmix_deploy.cli import main
 

@@ -47,6 +47,11 @@ def test_blocks_are_modules_with_acmix_only_children():
     assert find_blocks(RESNET_PATHS) == ["layer1.0.conv2", "layer3.2.conv2"]
     swin = ["layers.2.blocks.1.attn.qkv", "layers.2.blocks.1.attn.dep_conv", "layers.2.blocks.1.mlp.fc1"]
     assert find_blocks(swin) == ["layers.2.blocks.1.attn"]
+    # deploy forms nest the conv path: the block is still the ACmix module
+    deploy = ["layer3.2.conv2.conv1", "layer3.2.conv2.conv_path.fc", "layer3.2.conv2.conv_path.dep_conv",
+              "layer3.2.conv2.attention"]  # fmt: skip
+    assert find_blocks(deploy) == ["layer3.2.conv2"]
+    assert classify("layer3.2.conv2.conv_path.dep_conv", find_blocks(deploy)) == ("layer3.2.conv2", CONV)
     # a plain ResNet (conv1 + fc at the root) and a plain Swin have no ACmix block
     assert find_blocks(["conv1", "layer1.0.conv1", "layer1.0.conv2", "fc"]) == []
     assert find_blocks(["layers.0.blocks.0.attn.qkv", "layers.0.blocks.0.attn.proj"]) == []

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-import bench_standins as S
+from tests.bench import bench_standins as S
 from acmix_deploy.bench.naming import ATTENTION, CATEGORIES, CONV, REST, STAGE1
 from acmix_deploy.bench.profile import attribute, layer_times_to_nodes, profile, render_profile, write_profile_json, write_profile_plot
 from acmix_deploy.errors import AcmixError

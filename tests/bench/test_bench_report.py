@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-import bench_standins as S
+from tests.bench import bench_standins as S
 from acmix_deploy.bench.markdown import render_markdown
 from acmix_deploy.bench.report import CSV_COLUMNS, load_json, render_table, write_csv, write_json, write_plot
 from acmix_deploy.errors import AcmixError

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-import bench_standins as S
+from tests.bench import bench_standins as S
 from acmix_deploy import workspace as ws
 from acmix_deploy.bench.run import bench
 from acmix_deploy.bench.sources import ModelSource

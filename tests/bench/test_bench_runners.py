@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-import bench_standins as S
+from tests.bench import bench_standins as S
 from acmix_deploy.bench.sources import ModelSource
 from acmix_deploy.parity import FP32_TOL, compare
 from acmix_deploy.runners import (
