@@ -33,7 +33,7 @@ from acmix_deploy.runners import BackendUnavailable, RunnerOptions, canonical_ba
 
 SCHEMA_VERSION = "1.0"
 DEFAULT_DURATION_S = 10.0
-SHIFTS = ("group", "tensor")
+SHIFTS = ("group", "fixed", "tensor")  # acmix_deploy.nn.shift.SHIFT_MODES (kept here: no torch import)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,9 @@ def bench_command(
     baseline: Annotated[
         str | None, typer.Option("--baseline", help="Baseline model name (or .onnx / engine file), timed interleaved.")
     ] = None,
-    shift: Annotated[str | None, typer.Option("--shift", help="Conv-path shift of --model: group or tensor.")] = None,
+    shift: Annotated[
+        str | None, typer.Option("--shift", help="Conv-path shift of --model: group (default), fixed or tensor.")
+    ] = None,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="Replay CUDA graphs where the backend can.")] = False,
     include_transfers: Annotated[
         bool, typer.Option("--include-transfers", help="Time host<->device copies too (GPU backends).")

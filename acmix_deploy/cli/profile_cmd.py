@@ -25,7 +25,9 @@ def profile_command(
     backend: Annotated[
         list[str] | None, typer.Option("--backend", "-b", help="onnxruntime and/or tensorrt (default: both).")
     ] = None,
-    shift: Annotated[str | None, typer.Option("--shift", help="Conv-path shift of --model: group or tensor.")] = None,
+    shift: Annotated[
+        str | None, typer.Option("--shift", help="Conv-path shift of --model: group (default), fixed or tensor.")
+    ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG bar chart.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the profile as JSON.")] = None,
     workspace: Annotated[Path | None, typer.Option("--workspace", help="Artifact workspace.")] = None,
@@ -34,8 +36,10 @@ def profile_command(
     from acmix_deploy.bench.profile import profile, render_profile, write_profile_json, write_profile_plot
 
     check_outputs(json=json_out, plot=plot)
-    if shift is not None and shift not in ("group", "tensor"):
-        raise AcmixError("--shift must be one of group, tensor")
+    from acmix_deploy.bench.run import SHIFTS
+
+    if shift is not None and shift not in SHIFTS:
+        raise AcmixError(f"--shift must be one of {', '.join(SHIFTS)}")
     report = profile(
         model=model,
         onnx=onnx,

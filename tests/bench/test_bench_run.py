@@ -125,3 +125,10 @@ def test_peak_memory_of_a_torch_backend():
     r = bench(model="tiny_acmix", backends=["torch"], batches=[1], **{**FAST, "memory": True})
     mem = r.rows[0].memory
     assert r.rows[0].memory_error is None and mem.peak_rss_mb > mem.base_rss_mb > 0
+
+
+def test_shift_modes_match_the_model_package():
+    from acmix_deploy.bench.run import SHIFTS
+
+    shift = pytest.importorskip("acmix_deploy.nn.shift")
+    assert set(SHIFTS) == set(shift.SHIFT_MODES)
