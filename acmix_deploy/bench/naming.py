@@ -5,6 +5,9 @@ e.g. "layer3.2.conv2.conv1/Conv_0") or TorchScript style "/layer3/layer3.2/conv2
 Backends then rename nodes they fuse or rewrite; `node_module_path` and `resolve_node` undo what
 they can. The classification rule itself is one function, `classify`, driven by the tables below,
 so it can be adjusted in one place when the export naming changes.
+
+The reference (training) ACmix block computes its attention inline in forward(), so those ops sit at
+the block's own path and count as the block's "rest"; the deploy form keeps them in P.attention.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ CATEGORY_LABELS = {STAGE1: "stage I", ATTENTION: "attention", CONV: "conv path",
 
 # Children of an ACmix module P, by category (first path component below P; prefix match).
 STAGE1_CHILDREN = ("conv1", "conv2", "conv3", "qkv")
-ATTENTION_CHILDREN = ("attention", "attn_path", "local_attn")
+ATTENTION_CHILDREN = ("attention", "attn_path", "local_attn", "conv_p")  # conv_p: positional encoding
 CONV_CHILDREN = ("fc", "dep_conv", "conv_path")
 # A module is an ACmix block when it has one of these children (they exist in no plain ResNet/Swin).
 BLOCK_MARKERS = ("dep_conv", "conv_path", "attention", "attn_path", "local_attn")

@@ -65,6 +65,7 @@ def test_blocks_are_modules_with_acmix_only_children():
         ("layer3.2.conv2.qkv", ("layer3.2.conv2", STAGE1)),
         ("layer1.0.conv2.attention", ("layer1.0.conv2", ATTENTION)),
         ("layer1.0.conv2.attention.softmax", ("layer1.0.conv2", ATTENTION)),
+        ("layer1.0.conv2.conv_p", ("layer1.0.conv2", ATTENTION)),
         ("layer1.0.conv2.fc", ("layer1.0.conv2", CONV)),
         ("layer1.0.conv2.dep_conv", ("layer1.0.conv2", CONV)),
         ("layer1.0.conv2", ("layer1.0.conv2", REST)),  # rate mixing etc. inside the block
