@@ -388,7 +388,8 @@ def bench(
         if row.stats is not None and row.stats.cv > CV_WARN:
             notes.append(
                 f"noisy: {row.model} on {row.backend} at batch {row.batch} has CV {row.stats.cv:.1%} "
-                f"(> {CV_WARN:.0%}); run longer (--duration-s) on a quieter machine"
+                f"(> {CV_WARN:.0%}); run longer (--duration-s), on a quieter machine, or with fewer --threads "
+                "than idle cores"
             )
     return BenchResult(
         config=config,
