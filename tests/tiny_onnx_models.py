@@ -104,6 +104,8 @@ def trained_digits(tmp: Path, steps: int = 60, seed: int = 0) -> TrainedDigits:
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(seed)
     model.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: extra threads only contend (10x slower on a busy 2-core box)
     with torch.enable_grad():
         for _ in range(steps):
             idx = torch.randint(0, 1200, (64,), generator=gen)
@@ -111,6 +113,7 @@ def trained_digits(tmp: Path, steps: int = 60, seed: int = 0) -> TrainedDigits:
             opt.zero_grad()
             loss.backward()
             opt.step()
+    torch.set_num_threads(threads)
     model.eval()
     with torch.no_grad():
         acc = float((model(x[test]).argmax(1) == y[test]).float().mean())
@@ -118,6 +121,26 @@ def trained_digits(tmp: Path, steps: int = 60, seed: int = 0) -> TrainedDigits:
     npy = tmp / "digits_heldout.npy"
     np.save(npy, images[test])
     return TrainedDigits(model, onnx_path, npy, acc)
+
+
+_CACHE: dict[str, object] = {}
+
+
+def cached_trained(tmp_path_factory) -> TrainedDigits:
+    """One trained model per test session, shared by tests/precision and tests/trt."""
+    if "trained" not in _CACHE:
+        _CACHE["trained"] = trained_digits(tmp_path_factory.mktemp("digits"))
+    return _CACHE["trained"]  # type: ignore[return-value]
+
+
+def static_batch_copy(src: Path, dest: Path, batch: int = 2) -> Path:
+    """The same graph with its batch dimension fixed (instead of a second torch export)."""
+    m = onnx.load(str(src))
+    for vi in list(m.graph.input) + list(m.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_value = batch
+    del m.graph.value_info[:]
+    onnx.save(m, str(dest))
+    return dest
 
 
 def random_tiny(tmp: Path, size: int = 8, dynamic: bool = True, seed: int = 0) -> Path:
