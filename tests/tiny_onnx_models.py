@@ -54,6 +54,49 @@ class TinyACmix(nn.Module):
         return self.head(y.flatten(1))
 
 
+class _Bottleneck(nn.Module):
+    """x + BN(rate1 * attention + rate2 * conv path), then ReLU: an ACmix block with a residual."""
+
+    def __init__(self, channels: int, heads: int = 2):
+        super().__init__()
+        self.heads, self.head_dim = heads, channels // heads
+        self.conv1 = nn.Conv2d(channels, channels, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 1)
+        self.conv3 = nn.Conv2d(channels, channels, 1)
+        self.fc = nn.Conv2d(3 * heads, 9, 1, bias=False)
+        self.dep_conv = nn.Conv2d(9 * self.head_dim, channels, 3, padding=1, groups=self.head_dim, bias=False)
+        self.rate1 = nn.Parameter(torch.tensor(0.5))
+        self.rate2 = nn.Parameter(torch.tensor(0.5))
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
+        qh = q.reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3)
+        kh = k.reshape(b, self.heads, self.head_dim, h * w)
+        vh = v.reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3)
+        att = (torch.softmax(qh @ kh * self.head_dim**-0.5, -1) @ vh).transpose(2, 3).reshape(b, c, h, w)
+        stacked = torch.cat([t.reshape(b, self.heads, self.head_dim, h * w) for t in (q, k, v)], dim=1)
+        conv = self.dep_conv(self.fc(stacked).reshape(b, 9 * self.head_dim, h, w))
+        return torch.relu(x + self.bn(self.rate1 * att + self.rate2 * conv))
+
+
+class TinyACmixNet(nn.Module):
+    """A harder proxy for the int8 study: stem, two ACmix bottlenecks, mean pooling, LayerNorm, fc."""
+
+    def __init__(self, channels: int = 16, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+        self.layer1 = _Bottleneck(channels)
+        self.layer2 = _Bottleneck(channels)
+        self.norm = nn.LayerNorm(channels)
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.layer2(self.layer1(self.stem(x)))
+        return self.head(self.norm(y.mean(dim=(2, 3))))
+
+
 def export(model: nn.Module, path: Path, size: int, dynamic: bool = True, meta: dict | None = None) -> Path:
     """torch.onnx.export(dynamo=True) with input "images" / output "logits" and export-style metadata."""
     model = model.eval()
@@ -90,17 +133,19 @@ class TrainedDigits:
     accuracy: float  # of the trained torch model on the held-out images
 
 
-def trained_digits(tmp: Path, steps: int = 60, seed: int = 0) -> TrainedDigits:
-    """Train TinyACmix on 1200 digits for a few seconds; export; the other 597 go to a .npy file."""
+def trained_digits(
+    tmp: Path, steps: int = 60, seed: int = 0, model: nn.Module | None = None, size: int = DIGITS_SIZE
+) -> TrainedDigits:
+    """Train TinyACmix (or `model`) on 1200 digits for a few seconds; export; the other 597 go to a .npy."""
     from acmix_deploy.precision.calib import Preprocess, preprocess_uint8
 
     torch.manual_seed(seed)
     images, labels = digits_uint8()
-    pre = Preprocess(DIGITS_SIZE, DIGITS_SIZE, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1.0)
+    pre = Preprocess(size, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1.0)
     x = torch.from_numpy(preprocess_uint8(images, pre))
     y = torch.from_numpy(labels)
     train, test = slice(0, 1200), slice(1200, None)
-    model = TinyACmix(size=DIGITS_SIZE)
+    model = model if model is not None else TinyACmix(size=size)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(seed)
     model.train()
@@ -117,7 +162,7 @@ def trained_digits(tmp: Path, steps: int = 60, seed: int = 0) -> TrainedDigits:
     model.eval()
     with torch.no_grad():
         acc = float((model(x[test]).argmax(1) == y[test]).float().mean())
-    onnx_path = export(model, tmp / "tiny_acmix.onnx", DIGITS_SIZE)
+    onnx_path = export(model, tmp / "tiny_acmix.onnx", size)
     npy = tmp / "digits_heldout.npy"
     np.save(npy, images[test])
     return TrainedDigits(model, onnx_path, npy, acc)

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Split
+from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Rest, Split
 
 console = Console()
 
@@ -32,10 +32,13 @@ def build_trt_cmd(
     checkpoint: Annotated[Optional[Path], typer.Option(help="weights for --model")] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="convert to fp16 (verified) first")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="quantize to int8 Q/DQ (verified) first")] = False,
-    calib_data: Annotated[str, typer.Option(help="--int8: image folder, uint8 NHWC .npy, or random")] = "random",
+    calib_data: Annotated[
+        Optional[str], typer.Option(help="--int8 (required): image folder, uint8 NHWC .npy, or random")
+    ] = None,
     calib_size: Annotated[int, typer.Option(help="--int8: calibration inputs")] = 256,
     method: Annotated[Method, typer.Option(help="--int8: range calibration")] = Method(DEFAULT_METHOD),
     split: Annotated[Split, typer.Option(help="--int8: which Conv/MatMul/Gemm are quantized")] = Split(DEFAULT_SPLIT),
+    rest: Annotated[Rest, typer.Option(help="--int8: precision of what is not quantized")] = Rest.fp16,
     min_agreement: Annotated[float, typer.Option(help="--int8: top-1 agreement gate (real images)")] = 0.97,
     min_cosine: Annotated[float, typer.Option(help="--fp16: logits cosine gate")] = 0.999,
     min_batch: Annotated[int, typer.Option(help="smallest batch the engine takes")] = 1,
@@ -60,7 +63,9 @@ def build_trt_cmd(
     if onnx_in is not None and model is not None:
         raise AcmixError("give --onnx or --model, not both")
     if fp16 and int8:
-        raise AcmixError("give --fp16 or --int8, not both (int8 graphs keep their float islands in fp32)")
+        raise AcmixError("give --fp16 or --int8, not both (--int8 --rest fp16 already runs the float parts in fp16)")
+    if int8 and calib_data is None:
+        raise AcmixError("--int8 needs --calib-data DIR|FILE.npy|random")
     _, flavour, version = load_trt(runtime)  # fail fast, before exporting or calibrating
     console.print(f"TensorRT: {flavour} {version}")
     name = model
@@ -82,7 +87,7 @@ def build_trt_cmd(
 
         res = quantize_int8(
             path, calib_data=calib_data, calib_size=calib_size, method=method.value, split=split.value,
-            min_agreement=min_agreement, model=name, workspace=artifacts,
+            min_agreement=min_agreement, rest=rest.value, model=name, workspace=artifacts,
         )
         for line in res.lines():
             console.print(line, highlight=False)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from acmix_deploy.cli.app import app
-from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Split
+from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Rest, Split
 
 console = Console()
 
@@ -29,6 +29,7 @@ def quantize_int8_cmd(
     ] = 0.97,
     holdout: Annotated[int, typer.Option(help="held-out inputs used to verify (never calibration inputs)")] = 128,
     split: Annotated[Split, typer.Option(help="which Conv/MatMul/Gemm are quantized")] = Split(DEFAULT_SPLIT),
+    rest: Annotated[Rest, typer.Option(help="precision of what is not quantized (attention math, dep_conv ...)")] = Rest.fp16,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="where to write the int8 ONNX")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="artifact workspace (default ./artifacts)")] = None,
 ) -> None:
@@ -41,7 +42,8 @@ def quantize_int8_cmd(
         console.print(f"input: {path} (newest export in the workspace)")
     result = quantize_int8(
         path, output, calib_data=calib_data, calib_size=calib_size, method=method.value,
-        min_agreement=min_agreement, split=split.value, holdout=holdout, model=model, workspace=workspace,
+        min_agreement=min_agreement, split=split.value, holdout=holdout, rest=rest.value, model=model,
+        workspace=workspace,
     )
     for line in result.lines():
         console.print(line, highlight=False)

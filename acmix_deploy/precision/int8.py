@@ -14,6 +14,11 @@ Which nodes are quantized is the "split":
 * ``no-attention``: like default but grouped convs are quantized too.
 * ``all``: every Conv / MatMul / Gemm.
 * ``keep-ends``: default, and the first conv and the output producer stay in float.
+
+The float parts ("rest") are then cast to fp16 by default, with the same block list and range
+guard as `fp16.py` (Softmax, reductions, LayerNorm, logits in fp32; Q/DQ scales become fp16, valid
+from opset 19, which the quantizer's output uses): strongly typed TensorRT would otherwise run the
+attention math and dep_conv in fp32. ``rest="fp32"`` keeps them fp32.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError, ParityError
 from acmix_deploy.precision import calib
 from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Split
-from acmix_deploy.precision.fp16 import _Index, _is_constant, output_producers, set_metadata
+from acmix_deploy.precision.fp16 import _Index, _is_constant, output_producers, plan_fp16, set_metadata, to_fp16
 from acmix_deploy.precision.modelio import default_output, ensure_node_names, load_model, model_name, save_model_atomic
 from acmix_deploy.precision.verify import PrecisionReport, compare_models, summarize
 
@@ -61,6 +66,7 @@ class Int8Result:
     split: str
     calib_count: int
     calib_source: str
+    rest: str = "fp16"
 
     def lines(self) -> list[str]:
         reasons: dict[str, int] = {}
@@ -69,7 +75,7 @@ class Int8Result:
         kept = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items())) or "none"
         return [
             f"quantized {len(self.plan.quantize)} Conv/MatMul/Gemm nodes (split {self.split}); "
-            f"kept in float: {kept}",
+            f"kept in float ({self.rest}): {kept}",
             f"calibration: {self.calib_count} inputs from {self.calib_source}, method {self.method}",
             self.report.line(),
         ]
@@ -239,6 +245,26 @@ def _quantize(
         return onnx.load(str(dst))
 
 
+def _fp16_rest_plan(model: onnx.ModelProto, samples: np.ndarray):
+    """fp16.py's plan, plus: a quantized node kept fp32 (the logits producer) keeps its Q/DQ in fp32
+    too, so it reads DequantizeLinear directly (the pattern TensorRT fuses) rather than through a Cast."""
+    plan = plan_fp16(model, samples)
+    idx = _Index(model.graph)
+    fp32_ops = set(plan.op_block_list)
+    for node in list(model.graph.node):
+        if node.name not in plan.node_block and node.op_type not in fp32_ops:
+            continue
+        for tensor in node.input:
+            dq = idx.prod(tensor, "DequantizeLinear")
+            if dq is None:
+                continue
+            plan.node_block.setdefault(dq.name, f"Q/DQ feeding fp32 node {node.name}")
+            q = idx.prod(dq.input[0], "QuantizeLinear")
+            if q is not None:
+                plan.node_block.setdefault(q.name, f"Q/DQ feeding fp32 node {node.name}")
+    return plan
+
+
 def check_trt_qdq(model: onnx.ModelProto) -> None:
     """TensorRT's parser needs int8 DequantizeLinear inputs with zero points of 0 (no int32 biases)."""
     inits = {i.name: i for i in model.graph.initializer}
@@ -267,6 +293,7 @@ def quantize_int8(
     split: str = DEFAULT_SPLIT,
     holdout: int = 128,
     percentile: float = 99.999,
+    rest: str = "fp16",
     model: str | None = None,
     workspace: str | os.PathLike[str] | None = None,
     record: bool = True,
@@ -274,7 +301,10 @@ def quantize_int8(
 ) -> Int8Result:
     """fp32 ONNX -> verified int8 Q/DQ ONNX. ParityError (nothing written) below `min_agreement`
     top-1 agreement on held-out real images; with random data the numbers are reported, not gated.
+    `rest` ("fp16" | "fp32") is the precision of what is not quantized.
     """
+    if rest not in ("fp16", "fp32"):
+        raise AcmixError(f"--rest must be fp16 or fp32, got {rest!r}")
     if calib_size < 1 or holdout < 1:
         raise AcmixError("--calib-size and the held-out count must be at least 1")
     src = load_model(onnx_path)
@@ -294,6 +324,8 @@ def quantize_int8(
     plan = plan_int8(src, split)
     q = _quantize(src, plan, calib_x, method, percentile)
     check_trt_qdq(q)
+    if rest == "fp16":
+        q = to_fp16(q, _fp16_rest_plan(q, calib_x[:16]))
     ref, cand = compare_models(src.SerializeToString(), q.SerializeToString(), held_x)
     meaningful = total is not None
     report = summarize(
@@ -304,19 +336,19 @@ def quantize_int8(
         (lambda r: r.top1_agreement >= min_agreement) if meaningful else (lambda r: True),
         meaningful=meaningful,
     )
-    result = Int8Result(None, name, report, plan, method, split, len(calib_x), source)
+    result = Int8Result(None, name, report, plan, method, split, len(calib_x), source, rest)
     if not report.passed:
         raise ParityError(report.line() + "; nothing written")
     dest = Path(output) if output else default_output(Path(onnx_path), name, ".int8.onnx", workspace)
     q.metadata_props.extend(p for p in src.metadata_props if p.key not in {m.key for m in q.metadata_props})
-    set_metadata(q, {"precision": "int8", "int8_method": method, "int8_split": split})
+    set_metadata(q, {"precision": "int8", "int8_method": method, "int8_split": split, "int8_rest": rest})
     result.path = save_model_atomic(q, dest)
     if record:
         ws.record(
             ws.ONNX_INT8,
             name,
             dest,
-            {"source": str(Path(onnx_path).resolve()), "method": method, "split": split,
+            {"source": str(Path(onnx_path).resolve()), "method": method, "split": split, "rest": rest,
              "top1_agreement": report.top1_agreement, "cosine": report.cosine, "calibration": source},
             workspace,
         )

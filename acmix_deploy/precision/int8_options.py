@@ -20,3 +20,8 @@ class Split(str, Enum):
     no_attention = "no-attention"
     all = "all"
     keep_ends = "keep-ends"
+
+
+class Rest(str, Enum):
+    fp16 = "fp16"
+    fp32 = "fp32"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -57,22 +59,30 @@ def test_int8_trained_model_numbers(trained, artifacts, tmp_path):
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
             assert not onnx.numpy_helper.to_array(inits[node.input[2]]).any()
         if node.op_type == "Conv" and len(node.input) > 2:
-            assert inits[node.input[2]].data_type == TensorProto.FLOAT
+            assert inits[node.input[2]].data_type in (TensorProto.FLOAT16, TensorProto.FLOAT)
     # Q/DQ only where chosen: the grouped conv and the attention MatMuls read float tensors
     quantized = _quantized_consumers(m)
     assert set(result.plan.quantize) <= quantized
     assert not set(result.plan.exclude) & quantized
-    # no Q/DQ on the logits (outputs of quantized ops are not quantized)
-    assert next(n for n in m.graph.node if "logits" in n.output).op_type != "DequantizeLinear"
+    # no Q/DQ on the logits (outputs of quantized ops are not quantized); the logits stay fp32
+    producer = next(n for n in m.graph.node if "logits" in n.output)
+    assert producer.op_type == "Gemm" and m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    # the float rest runs in fp16: the grouped conv's weight and the attention MatMul inputs
+    dep = next(n for n in m.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute))
+    assert inits[dep.input[1]].data_type == TensorProto.FLOAT16
+    assert json.loads({p.key: p.value for p in m.metadata_props}["int8_rest"]) == "fp16"
     assert ws.newest(ws.ONNX_INT8, workspace=artifacts).meta["split"] == "default"
 
 
 def test_random_calibration_is_reported_not_gated(tiny_onnx, artifacts, tmp_path):
     out = tmp_path / "r.int8.onnx"
     result = quantize_int8(tiny_onnx, out, calib_data="random", calib_size=8, holdout=8, min_agreement=1.0,
-                           method="minmax")
+                           method="minmax", rest="fp32")
     assert not result.report.meaningful and result.report.passed and out.exists()
     assert "not meaningful" in result.report.line()
+    m = onnx.load(out)  # rest=fp32: no fp16 anywhere
+    assert all(i.data_type != TensorProto.FLOAT16 for i in m.graph.initializer)
+    assert all(n.op_type != "Cast" for n in m.graph.node)
 
 
 def test_gate_failure_writes_nothing(trained, artifacts, tmp_path):

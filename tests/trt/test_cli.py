@@ -68,6 +68,8 @@ def test_missing_tensorrt_is_one_line(trained, capsys):
 def test_bad_arguments_are_one_line(trained, tmp_path, capsys):
     code, _, err = run_cli(["build-trt", "--onnx", str(trained.onnx_path), "--model", "x"], capsys)
     assert code == 2 and "not both" in err and err.count("\n") == 1
+    code, _, err = run_cli(["build-trt", "--onnx", str(trained.onnx_path), "--int8"], capsys)
+    assert code == 2 and "--int8 needs --calib-data" in err
     code, _, err = run_cli(["build-trt", "--onnx", str(trained.onnx_path), "--runtime", "cuda"], capsys)
     assert code == 2 and "unknown TensorRT runtime" in err
     code, _, err = run_cli(["inspect", str(tmp_path / "none.engine")], capsys)
