@@ -186,9 +186,3 @@ def static_batch_copy(src: Path, dest: Path, batch: int = 2) -> Path:
     del m.graph.value_info[:]
     onnx.save(m, str(dest))
     return dest
-
-
-def random_tiny(tmp: Path, size: int = 8, dynamic: bool = True, seed: int = 0) -> Path:
-    """An untrained TinyACmix export (enough for graph-level and TensorRT compile tests)."""
-    torch.manual_seed(seed)
-    return export(TinyACmix(size=size), tmp / f"tiny_{'dyn' if dynamic else 'static'}.onnx", size, dynamic)

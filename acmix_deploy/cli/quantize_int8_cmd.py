@@ -33,7 +33,7 @@ def quantize_int8_cmd(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="where to write the int8 ONNX")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="artifact workspace (default ./artifacts)")] = None,
 ) -> None:
-    """Quantize stage I, fc, plain convs and linears to int8 (Q/DQ); attention math and dep_conv stay float."""
+    """int8 Q/DQ for stage I, fc, convs and linears; attention math, dep_conv, first conv and logits stay float."""
     from acmix_deploy.precision.int8 import quantize_int8
     from acmix_deploy.precision.modelio import resolve_input
 

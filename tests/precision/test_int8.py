@@ -30,14 +30,17 @@ def test_plan_splits(tiny_onnx):
     assert len(grouped) == 1 and len(att) == 2  # dep_conv; q @ k and attn @ v
     total = sum(1 for n in ops.values() if n.op_type in ("Conv", "MatMul", "Gemm"))
 
-    default = plan_int8(model, "default")
-    assert set(default.exclude) == set(grouped) | set(att)
-    assert default.exclude[grouped[0]] == "grouped conv (dep_conv)"
-    assert len(default.quantize) == total - 3
+    no_grouped = plan_int8(model, "no-grouped")
+    assert set(no_grouped.exclude) == set(grouped) | set(att)
+    assert no_grouped.exclude[grouped[0]] == "grouped conv (dep_conv)"
+    assert len(no_grouped.quantize) == total - 3
     assert set(plan_int8(model, "no-attention").exclude) == set(att)
     assert plan_int8(model, "all").exclude == {} and len(plan_int8(model, "all").quantize) == total
-    ends = plan_int8(model, "keep-ends")
-    assert len(ends.exclude) == 5 and "first / last layer" in ends.exclude.values()
+    ends = plan_int8(model)  # the default split
+    assert len(ends.exclude) == 5 and list(ends.exclude.values()).count("first / last layer") == 2
+    first = next(n for n in model.graph.node if "images" in n.input)
+    last = next(n for n in model.graph.node if "logits" in n.output)
+    assert ends.exclude[first.name] == ends.exclude[last.name] == "first / last layer"
     with pytest.raises(AcmixError, match="unknown int8 split"):
         plan_int8(model, "most")
 
@@ -71,7 +74,7 @@ def test_int8_trained_model_numbers(trained, artifacts, tmp_path):
     dep = next(n for n in m.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute))
     assert inits[dep.input[1]].data_type == TensorProto.FLOAT16
     assert json.loads({p.key: p.value for p in m.metadata_props}["int8_rest"]) == "fp16"
-    assert ws.newest(ws.ONNX_INT8, workspace=artifacts).meta["split"] == "default"
+    assert ws.newest(ws.ONNX_INT8, workspace=artifacts).meta["split"] == "keep-ends"
 
 
 def test_random_calibration_is_reported_not_gated(tiny_onnx, artifacts, tmp_path):

@@ -25,6 +25,7 @@ def test_zoo_model_fp16_int8_compile(name, img_size, trt_flavour, tmp_path, arti
     assert fp16.report.cosine >= 0.999, fp16.report.line()
     int8 = quantize_int8(exported.path, tmp_path / f"{name}.int8.onnx", calib_data="random", calib_size=8, holdout=4,
                          record=False)
+    assert len(int8.plan.quantize) > 10
     reasons = set(int8.plan.exclude.values())
     assert "attention MatMul (two activations)" in reasons or "attention path" in reasons
     if name.startswith("resnet"):
