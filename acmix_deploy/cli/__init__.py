@@ -13,6 +13,7 @@ from acmix_deploy.errors import AcmixError
 # Each import registers its commands on `app`.
 from acmix_deploy.cli import models_cmd  # noqa: E402,F401
 from acmix_deploy.cli import optimize_cmd  # noqa: E402,F401
+from acmix_deploy.cli import convert_fp16_cmd, quantize_int8_cmd, build_trt_cmd, inspect_cmd  # noqa: E402,F401
 from acmix_deploy.cli import bench_cmd  # noqa: E402,F401
 from acmix_deploy.cli import profile_cmd  # noqa: E402,F401
 
