@@ -12,6 +12,7 @@ from acmix_deploy.errors import AcmixError
 
 # Each import registers its commands on `app`.
 from acmix_deploy.cli import models_cmd  # noqa: E402,F401
+from acmix_deploy.cli import data_cmd, eval_cmd, train_cmd  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
