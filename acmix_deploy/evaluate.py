@@ -205,14 +205,16 @@ def open_onnx(path: str, fallback: dict[str, Any] | None = None) -> Runner:
                   classes=classes if isinstance(classes, list) else None, note=f"preprocessing from {source}")
 
 
-def _run_fixed_batch(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: int) -> np.ndarray:
-    """Feed a static-batch model: chunks of `batch`, the last one padded with copies of its last image."""
+def _run_fixed_batch(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: int, min_batch: int | None = None) -> np.ndarray:
+    """Feed a model with batch limits: chunks of at most `batch`; a chunk smaller than `min_batch`
+    (default: `batch`, i.e. a static batch) is padded with copies of its last image."""
+    min_batch = batch if min_batch is None else min_batch
     outs = []
     for start in range(0, len(x), batch):
         chunk = x[start : start + batch]
         n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        if n < min_batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - n, axis=0)])
         outs.append(np.asarray(fn(chunk), dtype=np.float32)[:n])
     return np.concatenate(outs)
 
@@ -223,27 +225,32 @@ def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
         from acmix_deploy.trt.runner import EngineRunner
     except ImportError as exc:
         raise Unavailable(f"the TensorRT engine runner cannot be imported ({exc})") from None
+    try:
+        engine = EngineRunner(path)
+    except Exception as exc:  # TensorRT and CUDA raise their own exception classes
+        raise Unavailable((str(exc).strip().splitlines() or [type(exc).__name__])[0]) from None
     meta: dict[str, str] = {}
+    limits = (1, 1 << 30)
     try:
         from acmix_deploy.trt.sidecar import read_sidecar
 
-        onnx_path = read_sidecar(path).onnx_path
+        sidecar = read_sidecar(path)
+        lo, _, hi = sidecar.batch_range
+        limits = (max(1, lo), hi if hi > 0 else 1 << 30)
+        onnx_path = sidecar.onnx_path
         if onnx_path and Path(onnx_path).exists():
             import onnx
 
             proto = onnx.load(onnx_path, load_external_data=False)
             meta = {p.key: p.value for p in proto.metadata_props}
-    except (ImportError, AcmixError):
+    except (ImportError, AcmixError, KeyError, IndexError, TypeError):
         meta = {}
     pre, source = preprocessing_from_metadata(meta, fallback, None, path)
-    try:
-        engine = EngineRunner(path)
-    except Exception as exc:  # TensorRT and CUDA raise their own exception classes
-        raise Unavailable((str(exc).strip().splitlines() or [type(exc).__name__])[0]) from None
 
-    def run(x: np.ndarray) -> np.ndarray:
-        fn = engine if callable(engine) else getattr(engine, "infer", None) or engine.run
-        result = fn(np.ascontiguousarray(x, dtype=np.float32))
+    call = engine if callable(engine) else getattr(engine, "infer", None) or engine.run
+
+    def one(x: np.ndarray) -> np.ndarray:
+        result = call(np.ascontiguousarray(x, dtype=np.float32))
         if isinstance(result, dict):
             result = result.get("logits", next(iter(result.values())))
         elif isinstance(result, (list, tuple)):
@@ -251,6 +258,9 @@ def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
         if hasattr(result, "detach"):
             result = result.detach().float().cpu().numpy()
         return np.asarray(result, dtype=np.float32)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return _run_fixed_batch(one, x, limits[1], limits[0])
 
     return Runner(path, "tensorrt", pre, run, note=f"preprocessing from {source}")
 

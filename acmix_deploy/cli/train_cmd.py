@@ -36,12 +36,14 @@ def train_command(
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bf16, else fp16 with loss scaling); ignored with a warning on CPU.", rich_help_panel=_RECIPE)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for init, shuffling and augmentation [default: 0].", rich_help_panel=_RECIPE)] = None,
     workers: Annotated[Optional[int], typer.Option(help="Data loader worker processes per training process [default: 2].")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads per process (1 is faster for tiny models and on busy machines) [default: torch's].")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a run exactly from its last.pth (the recipe comes from the file).")] = None,
     width: Annotated[Optional[int], typer.Option(help="Base width (ResNet stem / Swin embed dim).", rich_help_panel=_MODEL)] = None,
     k_att: Annotated[Optional[int], typer.Option("--k-att", help="ResNet-ACmix attention window (odd).", rich_help_panel=_MODEL)] = None,
     heads: Annotated[Optional[int], typer.Option(help="Attention heads (Swin: of the first stage).", rich_help_panel=_MODEL)] = None,
     shift: Annotated[Optional[str], typer.Option(help="Shift implementation: group, fixed or tensor.", rich_help_panel=_MODEL)] = None,
     window: Annotated[Optional[int], typer.Option(help="Swin window size.", rich_help_panel=_MODEL)] = None,
+    drop_path: Annotated[Optional[float], typer.Option("--drop-path", help="Swin stochastic depth rate.", rich_help_panel=_MODEL)] = None,
     num_classes: Annotated[Optional[int], typer.Option("--num-classes", help="Checked against the class folders (taken from the data when omitted).", rich_help_panel=_MODEL)] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
 ) -> None:
@@ -52,10 +54,10 @@ def train_command(
         "model": model, "data": str(data) if data else None, "out": str(out) if out else None,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "opt": opt, "weight_decay": weight_decay,
         "warmup_epochs": warmup_epochs, "label_smoothing": label_smoothing, "min_scale": min_scale,
-        "hflip": hflip, "img_size": img_size, "amp": amp, "seed": seed, "workers": workers,
+        "hflip": hflip, "img_size": img_size, "amp": amp, "seed": seed, "workers": workers, "threads": threads,
     }
     overrides = {"width": width, "k_att": k_att, "heads": heads, "shift": shift, "window": window,
-                 "num_classes": num_classes}
+                 "drop_path_rate": drop_path, "num_classes": num_classes}
     if any(v is not None for v in overrides.values()):
         options["overrides"] = {k: v for k, v in overrides.items() if v is not None}
     config, state = prepare(options, resume)

@@ -17,9 +17,10 @@ from acmix_deploy.train.schedule import OPTIMIZERS
 
 DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-5, "adamw": 0.05}
-MODEL_OVERRIDES = ("width", "k_att", "heads", "shift", "window", "num_classes")
+MODEL_OVERRIDES = ("width", "k_att", "heads", "shift", "window", "num_classes", "layers", "depths", "drop_path_rate")
 # Options that may differ on resume without changing any number the run computes.
-RESUME_FREE = ("data", "out", "workers")
+# (A different thread count may change float summation order: same count for bit-exact resume.)
+RESUME_FREE = ("data", "out", "workers", "threads")
 
 
 @dataclass
@@ -41,6 +42,7 @@ class TrainConfig:
     hflip: bool = True
     amp: bool = False
     workers: int = 2
+    threads: int | None = None  # torch intra-op threads per process [default: torch's choice]
     seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)  # model overrides given by the user
 
@@ -64,6 +66,7 @@ class TrainConfig:
             (0 <= cfg.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}"),
             (0 < cfg.min_scale <= 1, f"--min-scale must be in (0, 1], got {cfg.min_scale}"),
             (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
+            (cfg.threads is None or cfg.threads >= 1, f"--threads must be >= 1, got {cfg.threads}"),
             (cfg.img_size is None or cfg.img_size >= 1, f"--img-size must be positive, got {cfg.img_size}"),
         ]
         for ok, message in checks:

@@ -155,9 +155,13 @@ def train(
     """Run (or continue) a training run; `stop_after` ends it after that many epochs in total, as an
     interruption would (the schedule still spans `config.epochs`)."""
     env = D.setup()
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
     try:
         return _train(config, resume, env, console, show_progress, stop_after)
     finally:
+        torch.set_num_threads(threads)
         D.teardown(env)
 
 
@@ -269,7 +273,7 @@ def _train(
         if start_epoch >= config.epochs:
             out.print(f"the run already finished all {config.epochs} epochs; nothing to do")
 
-    where = f"{device}" + (f" x {env.world} processes" if env.distributed else "")
+    where = f"{device}" + (f" x {env.world} processes" if env.distributed else "") + f", {torch.get_num_threads()} threads"
     amp_note = f", amp {str(amp_dtype).removeprefix('torch.')}" if amp_dtype else ""
     out.print(
         f"training {config.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.3f}M params, "
