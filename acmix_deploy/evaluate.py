@@ -152,7 +152,9 @@ def preprocessing_from_metadata(
 
 
 # -- runners ----------------------------------------------------------------------------------------
-def open_checkpoint(path: str, model_name: str | None = None, device: str | None = None) -> Runner:
+def open_checkpoint(
+    path: str, model_name: str | None = None, device: str | None = None, threads: int | None = None
+) -> Runner:
     import torch
 
     from acmix_deploy.registry import create_model
@@ -164,7 +166,13 @@ def open_checkpoint(path: str, model_name: str | None = None, device: str | None
 
     @torch.no_grad()
     def run(x: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(x).to(dev)).float().cpu().numpy()
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            return model(torch.from_numpy(x).to(dev)).float().cpu().numpy()
+        finally:
+            torch.set_num_threads(before)
 
     classes = getattr(model, "classes", None)
     return Runner(path, "pytorch", pre, run, num_classes=model.card.num_classes, classes=classes, note=str(dev))
@@ -174,10 +182,10 @@ def _static(dim: Any) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
-def open_onnx(path: str, fallback: dict[str, Any] | None = None) -> Runner:
+def open_onnx(path: str, fallback: dict[str, Any] | None = None, threads: int | None = None) -> Runner:
     from acmix_deploy.ort import make_session
 
-    session = make_session(path)
+    session = make_session(path, threads=threads)
     meta = dict(session.get_modelmeta().custom_metadata_map)
     inp = session.get_inputs()[0]
     if len(inp.shape) != 4:
@@ -268,15 +276,16 @@ def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
 def open_artifact(
     path: str | os.PathLike[str], fallback: dict[str, Any] | None = None, model_name: str | None = None,
     device: str | None = None,
+    threads: int | None = None,
 ) -> Runner:
     path = str(path)
     if not Path(path).is_file():
         raise AcmixError(f"{path} does not exist")
     suffix = Path(path).suffix.lower()
     if suffix in CHECKPOINT_SUFFIXES:
-        return open_checkpoint(path, model_name, device)
+        return open_checkpoint(path, model_name, device, threads)
     if suffix == ".onnx":
-        return open_onnx(path, fallback)
+        return open_onnx(path, fallback, threads)
     if suffix in ENGINE_SUFFIXES:
         return open_engine(path, fallback)
     raise AcmixError(
@@ -325,6 +334,7 @@ def evaluate(
     fallback: dict[str, Any] | None = None,
     model_name: str | None = None,
     device: str | None = None,
+    threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """Evaluate every artifact on DIR/val (or DIR) in one pass over the images."""
@@ -344,7 +354,7 @@ def evaluate(
     runners: list[Runner | None] = []
     for path in artifacts:
         try:
-            runner = open_artifact(path, fallback, model_name, device)
+            runner = open_artifact(path, fallback, model_name, device, threads)
         except Unavailable as exc:
             results.append(ArtifactResult(str(path), "tensorrt", error=f"unavailable: {exc}"))
             runners.append(None)

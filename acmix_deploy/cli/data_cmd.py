@@ -27,7 +27,7 @@ def digits_command(
     from acmix_deploy.train.digits import write_digits
 
     written = write_digits(out, size=size, resample=resample, npy=npy, force=force)
-    console = Console()
+    console = Console(soft_wrap=True)
     totals = written.totals
     console.print(
         f"wrote {out}: {totals['train']} train / {totals['val']} val images, 10 classes, "

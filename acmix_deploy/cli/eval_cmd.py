@@ -35,6 +35,7 @@ def eval_command(
     workers: Annotated[int, typer.Option(help="Image decoding worker processes.")] = 0,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name for checkpoints that do not record it (e.g. official weights).")] = None,
     device: Annotated[Optional[str], typer.Option(help="Device for checkpoints: cpu or cuda [default: cuda if available].")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for PyTorch and ONNX Runtime [default: all cores].")] = None,
     img_size: Annotated[Optional[int], typer.Option("--img-size", rich_help_panel=_PRE)] = None,
     mean: Annotated[Optional[str], typer.Option(help="e.g. 0.485,0.456,0.406", rich_help_panel=_PRE)] = None,
     std: Annotated[Optional[str], typer.Option(help="e.g. 0.229,0.224,0.225", rich_help_panel=_PRE)] = None,
@@ -53,13 +54,13 @@ def eval_command(
         "input_size": img_size, "mean": _floats(mean, "--mean"), "std": _floats(std, "--std"),
         "crop_ratio": crop_ratio, "interpolation": interpolation,
     }
-    console = Console()
+    console = Console(soft_wrap=True)
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("eval", total=None)
         report = evaluate(
             [str(a) for a in artifacts], data, batch_size=batch_size, on_corrupt=on_corrupt, workers=workers,
-            fallback=fallback, model_name=model, device=device,
+            fallback=fallback, model_name=model, device=device, threads=threads,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     print_report(report, console)

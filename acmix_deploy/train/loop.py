@@ -178,7 +178,7 @@ def _train(
     if console is None:
         from rich.console import Console
 
-        console = Console()
+        console = Console(soft_wrap=True)
     out = console if env.is_main else _Quiet()
     out_dir = Path(config.out)
     if resume is None and (out_dir / LAST).exists():

@@ -38,17 +38,19 @@ def plot_curves(rows: list[dict[str, Any]], path: str | os.PathLike[str], title:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker=".", label="train")
     ax_loss.plot(epochs, [r["val_loss"] for r in rows], marker=".", label="val")
-    ax_loss.set(xlabel="epoch", ylabel="loss (val: no label smoothing)", title="loss")
+    ax_loss.set(xlabel="epoch", ylabel="loss (val: no label smoothing)", title="loss", yscale="log")
     ax_acc.plot(epochs, [r["train_acc"] for r in rows], marker=".", label="train (augmented)")
     ax_acc.plot(epochs, [r["val_top1"] for r in rows], marker=".", label="val top-1")
     ax_acc.plot(epochs, [r["val_top5"] for r in rows], marker=".", label="val top-5", alpha=0.6)
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
