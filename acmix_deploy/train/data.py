@@ -7,7 +7,8 @@ torchvision is not a dependency, so the few pieces needed live here:
 * `TrainTransform`: random resized crop on a float box (small images such as 8x8 digits are cut at
   sub-pixel positions instead of whole pixels), optional horizontal flip, normalize;
 * `ImageFolder`: class subfolders of images; a corrupt file yields `None` instead of raising, so the
-  caller decides (skip and count, or stop) and always knows which file it was.
+  caller decides (skip and count, or stop) and always knows which file it was; for training it can
+  instead be replaced by the next readable image (full batches keep torchrun processes in step).
 
 Randomness of the train pipeline comes from a generator seeded with (seed, epoch, index), not from
 global state, so a run gives the same pixels for any number of loader workers or processes and a

@@ -196,8 +196,6 @@ def _train(
 
     # data: class order = sorted train folder names; val must have the same folders
     train_root, val_root = split_dir(config.data, "train"), split_dir(config.data, "val")
-    if val_root == Path(config.data):
-        raise AcmixError(f"{config.data} has no val/ folder (expected {config.data}/train and {config.data}/val)")
     classes = ImageFolder(train_root).classes
     given_classes = config.overrides.get("num_classes")
     if given_classes is not None and given_classes != len(classes):

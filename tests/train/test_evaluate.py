@@ -163,3 +163,47 @@ def test_batch_limits_pad_only_below_the_minimum():
     calls.clear()
     _run_fixed_batch(fn, x[:5], 4, 2)
     assert calls == [4, 2]  # the single leftover image is padded to the engine's minimum batch
+
+
+def _linear_onnx(path: Path, weight: np.ndarray, size: int, fp16_io: bool) -> Path:
+    """A hand-built classifier with a dynamic batch: mean over pixels, then (3 -> 10) MatMul."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    dtype = TensorProto.FLOAT16 if fp16_io else TensorProto.FLOAT
+    nodes = [helper.make_node("Cast", ["images"], ["x32"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["x32", "axes"], ["pooled"], keepdims=0),
+             helper.make_node("MatMul", ["pooled", "w"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "linear",
+        [helper.make_tensor_value_info("images", dtype, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(np.array([2, 3], np.int64), "axes"), numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    meta = {"input_size": size, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "crop_ratio": 1.0,
+            "interpolation": "nearest", "classes": [str(d) for d in range(10)]}
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_dynamic_batch_and_fp16_inputs_follow_their_own_metadata(small_digits, tmp_path):
+    from PIL import Image
+
+    from acmix_deploy.train.data import ImageFolder, Preprocessing, eval_transform
+
+    weight = np.random.default_rng(0).normal(size=(3, 10)).astype(np.float32)
+    fp32 = _linear_onnx(tmp_path / "lin.onnx", weight, 12, fp16_io=False)
+    fp16 = _linear_onnx(tmp_path / "lin16.onnx", weight, 12, fp16_io=True)
+    report = evaluate([fp32, fp16], small_digits, batch_size=7)
+    pre = Preprocessing(12, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 1.0, "nearest")
+    ds = ImageFolder(small_digits / "val")
+    x = np.stack([eval_transform(Image.open(p).convert("RGB"), pre) for p, _ in ds.samples])
+    expected = (x.mean(axis=(2, 3)) @ weight).argmax(1)
+    assert np.array_equal(report.results[0].top1_pred, expected)
+    assert report.results[0].correct1 == int((expected == ds.targets).sum())
+    assert report.agreement(report.results[1]) >= 29  # fp16 rounding of the inputs may flip a near tie
