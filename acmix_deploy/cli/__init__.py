@@ -16,6 +16,7 @@ from acmix_deploy.cli import optimize_cmd  # noqa: E402,F401
 from acmix_deploy.cli import convert_fp16_cmd, quantize_int8_cmd, build_trt_cmd, inspect_cmd  # noqa: E402,F401
 from acmix_deploy.cli import bench_cmd  # noqa: E402,F401
 from acmix_deploy.cli import profile_cmd  # noqa: E402,F401
+from acmix_deploy.cli import data_cmd, train_cmd, eval_cmd  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
