@@ -1,0 +1,69 @@
+"""`acmix-deploy export`: registered model (+ checkpoint) -> verified ONNX file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from acmix_deploy.cli.app import app
+from acmix_deploy.errors import AcmixError
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; values parse as JSON when they can (numbers, lists), else stay strings."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AcmixError(f"--override takes KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[str, typer.Option("--model", "-m", help="registered model name (see list-models)")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="weights to load (safe loading)")] = None,
+    img_size: Annotated[Optional[int], typer.Option("--img-size", help="input side in px (default: the model card's)")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="fixed batch size")] = 1,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="symbolic batch dimension")] = False,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset")] = 18,
+    shift: Annotated[str, typer.Option("--shift", help="conv-path shift: group | fixed | tensor")] = "group",
+    features: Annotated[bool, typer.Option("--features", help="output the four stage maps stage1..stage4")] = False,
+    optimize: Annotated[bool, typer.Option("--optimize/--no-optimize", help="run the graph passes if installed")] = True,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check against PyTorch in ONNX Runtime")] = True,
+    workspace: Annotated[Optional[Path], typer.Option("--workspace", help="artifact workspace (default ./artifacts)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="output file (default: in the workspace)")] = None,
+    override: Annotated[
+        Optional[list[str]], typer.Option("--override", help="model override KEY=VALUE (width, k_att, window, ...)")
+    ] = None,
+    conv_form: Annotated[
+        Optional[str], typer.Option("--conv-form", help="ResNet-ACmix conv path: split | grouped | dense")
+    ] = None,
+) -> None:
+    """Export a model to ONNX (deploy form), verify it against the PyTorch reference, record it."""
+    from acmix_deploy.export import export_onnx
+
+    console = Console()
+    deploy_options = {"conv_form": conv_form} if conv_form else None
+    result = export_onnx(
+        model, checkpoint=checkpoint, img_size=img_size, batch=batch, dynamic_batch=dynamic_batch,
+        opset=opset, shift=shift, features=features, output=output, verify=verify, optimize=optimize,
+        workspace=workspace, overrides=_parse_overrides(override or []), deploy_options=deploy_options,
+        log=lambda line: console.print(line, highlight=False, soft_wrap=True),
+    )
+    where = " (recorded in the workspace)" if result.recorded else ""
+    console.print(
+        f"wrote {result.path} ({result.bytes / 1e6:.1f} MB, {result.seconds:.1f} s){where}",
+        highlight=False, soft_wrap=True,
+    )
+    if not verify:
+        console.print("not verified (--no-verify)", highlight=False)

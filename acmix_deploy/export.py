@@ -1,0 +1,502 @@
+"""PyTorch -> verified ONNX: deploy form, torch.export-based exporter, readable names, metadata, parity.
+
+`export_onnx` builds the registered model (optionally with a checkpoint), converts every ACmix / Swin
+block to its deploy form (acmix_deploy.nn.deploy), exports with the torch.export-based exporter
+(pinned: the TorchScript exporter's graphs did not compile in TensorRT-RTX), renames nodes after their
+module paths, writes the preprocessing metadata, optionally runs the graph passes, checks the file with
+onnx.checker (full check), and verifies it in ONNX Runtime against the *reference* PyTorch model (not
+the deploy form) before anything reaches the output path.
+
+The same export twice gives byte-identical files: weights are stored inline, exporter metadata (stack
+traces, FX node text) is dropped, and no timestamps are written.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from acmix_deploy import workspace as ws
+from acmix_deploy.errors import AcmixError, ParityError
+from acmix_deploy.fileio import atomic_path, sha256_file
+
+INPUT_NAME = "images"
+LOGITS_NAME = "logits"
+FEATURE_NAMES = ("stage1", "stage2", "stage3", "stage4")
+DEFAULT_OPSET = 18
+VERIFY_IMAGES = 2
+VERIFY_SEED = 0
+METADATA_KEYS = (
+    "model", "input_size", "mean", "std", "crop_ratio", "interpolation", "num_classes",
+    "toolkit_version", "checkpoint_sha256",
+)
+
+
+@dataclass
+class ExportResult:
+    """What an export produced; `parity` holds one PASSED/FAILED line per output (empty: not verified)."""
+
+    path: Path
+    model_name: str
+    img_size: int
+    batch: int | None  # None: dynamic batch
+    features: bool
+    output_names: list[str]
+    parity: list[str] = field(default_factory=list)
+    parity_results: list[Any] = field(default_factory=list)
+    optimized: bool = False
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    bytes: int = 0
+    sha256: str = ""
+    recorded: bool = False
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.parity_results) and all(r.passed for r in self.parity_results)
+
+
+# --------------------------------------------------------------------------------------------------
+# input size checks (shared with every command that feeds an exported file)
+# --------------------------------------------------------------------------------------------------
+def _load_graph_only(path: str | os.PathLike[str]):
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise AcmixError(f"{p} does not exist")
+    try:
+        return onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError / OSError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AcmixError(f"{p} is not a readable ONNX model: {first}") from None
+
+
+def check_input_size(onnx_model: Any, height: int, width: int) -> None:
+    """Raise a one-line AcmixError unless the model's image input accepts (N, 3, height, width).
+
+    `onnx_model`: a path or an onnx.ModelProto. H and W are fixed at export (positions, halos and
+    masks are constants of the resolution); symbolic spatial dims accept any size.
+    """
+    import onnx
+
+    model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else _load_graph_only(onnx_model)
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if not inputs:
+        raise AcmixError("the ONNX model has no graph input")
+    inp = next((i for i in inputs if i.name == INPUT_NAME), inputs[0])
+    dims = inp.type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise AcmixError(f"ONNX input {inp.name!r} has {len(dims)} dims; expected (N, 3, H, W)")
+    fixed = [d.dim_value if d.HasField("dim_value") else None for d in dims[2:]]
+    if any(f is not None and f != want for f, want in zip(fixed, (height, width))):
+        got = "x".join(str(f) if f is not None else "?" for f in fixed)
+        raise AcmixError(
+            f"the ONNX model takes {got} images (fixed at export), not {height}x{width}; "
+            f"re-export with --img-size {height}" + ("" if height == width else " (square sizes only)")
+        )
+
+
+def input_size(onnx_model: Any) -> tuple[int, int] | None:
+    """(H, W) of a model's image input when fixed, else None."""
+    import onnx
+
+    model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else _load_graph_only(onnx_model)
+    initializers = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in initializers)
+    dims = inp.type.tensor_type.shape.dim
+    if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:]):
+        return int(dims[2].dim_value), int(dims[3].dim_value)
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# building the ONNX model
+# --------------------------------------------------------------------------------------------------
+def default_filename(model_name: str, img_size: int, batch: int, dynamic_batch: bool, features: bool) -> str:
+    """`<model>_<size>[_bN|_dyn][_features].onnx` (batch 1 adds no suffix)."""
+    suffix = "_dyn" if dynamic_batch else (f"_b{batch}" if batch != 1 else "")
+    return f"{model_name}_{img_size}{suffix}{'_features' if features else ''}.onnx"
+
+
+def _wrapper(model, features: bool):
+    """The module that is exported: logits, or the four stage maps as a tuple."""
+    import torch.nn as nn
+
+    class Features(nn.Module):
+        def __init__(self, net: nn.Module):
+            super().__init__()
+            self.net = net
+
+        def forward(self, images):
+            return tuple(self.net.forward_stages(images))
+
+    if not features:
+        return model
+    if not hasattr(model, "forward_stages"):
+        raise AcmixError(f"{type(model).__name__} has no stage outputs to export with --features")
+    return Features(model)
+
+
+def _metadata(card, img_size: int, checkpoint_sha: str | None, extra: dict[str, Any]) -> dict[str, str]:
+    from acmix_deploy import __version__
+
+    values: dict[str, Any] = {
+        "model": card.name,
+        "input_size": [3, img_size, img_size],
+        "mean": [float(v) for v in card.mean],
+        "std": [float(v) for v in card.std],
+        "crop_ratio": float(card.crop_ratio),
+        "interpolation": card.interpolation,
+        "num_classes": int(card.num_classes),
+        "toolkit_version": __version__,
+        "checkpoint_sha256": checkpoint_sha,
+        **extra,
+    }
+    return {k: json.dumps(v, sort_keys=True) for k, v in values.items()}
+
+
+def to_onnx_proto(
+    deploy_model,
+    img_size: int,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    opset: int = DEFAULT_OPSET,
+    features: bool = False,
+    metadata: dict[str, str] | None = None,
+    graph_name: str = "main_graph",
+):
+    """Export a (deploy-form) module with the torch.export-based exporter; deterministic ModelProto."""
+    import warnings
+
+    import onnx
+    import torch
+
+    from acmix_deploy.onnx_names import rename_nodes, strip_exporter_metadata
+
+    module = _wrapper(deploy_model, features).eval()
+    example = torch.zeros(batch if not dynamic_batch else 2, 3, img_size, img_size)
+    output_names = list(FEATURE_NAMES) if features else [LOGITS_NAME]
+    kwargs: dict[str, Any] = {}
+    if dynamic_batch:
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1)},)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                module, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                output_names=output_names, external_data=False, optimize=False, verify=False,
+                report=False, verbose=False, **kwargs,
+            )
+            _cleanup_graph(program)
+        except AcmixError:
+            raise
+        except Exception as exc:  # the exporter raises many types; keep the first line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AcmixError(f"ONNX export failed: {first}") from None
+    proto = program.model_proto
+    # features exports wrap the network as `net`: drop that scope so paths match the logits export
+    rename_nodes(proto, root="net" if features else "")
+    strip_exporter_metadata(proto)
+    if dynamic_batch:
+        _name_batch_dims(proto)
+    proto.graph.name = graph_name
+    del proto.metadata_props[:]
+    for key, value in sorted((metadata or {}).items()):
+        proto.metadata_props.add(key=key, value=value)
+    # opset `opset` for the default domain; checker-valid IR
+    if proto.ir_version > onnx.IR_VERSION:
+        proto.ir_version = onnx.IR_VERSION
+    return proto
+
+
+def _cleanup_graph(program) -> None:
+    """Constant folding, no-op removal, BatchNorm -> Conv folding, dead code, constant lifting, CSE.
+
+    The exporter's own `optimize` runs onnxscript's whole pattern-rewrite rule set, which costs half
+    the export time on ACmix graphs and, on them, changes nothing beyond these rules. Falls back to it
+    when onnxscript's layout differs from the one this was written against.
+    """
+    try:
+        import onnx_ir as ir
+        import onnx_ir.passes.common as common
+        from onnxscript import rewriter
+        from onnxscript.optimizer import _constant_folding
+        from onnxscript.rewriter import _fuse_batchnorm, _no_op, _remove_optional_bias
+
+        rules = [*_no_op.rules, *_fuse_batchnorm.rules, *_remove_optional_bias.rules]
+        fold = _constant_folding.FoldConstantsPass(
+            shape_inference=True,
+            input_size_limit=_constant_folding.DEFAULT_CONSTANT_FOLD_INPUT_SIZE_LIMIT,
+            output_size_limit=_constant_folding.DEFAULT_CONSTANT_FOLD_OUTPUT_SIZE_LIMIT,
+        )
+    except (ImportError, AttributeError):
+        program.optimize()
+        return
+    loop = ir.passes.PassManager(
+        [fold, rewriter.RewritePass(rules), common.RemoveUnusedNodesPass()], steps=2, early_stop=True
+    )
+    ir.passes.Sequential(
+        common.InlinePass(),
+        loop,
+        common.RemoveUnusedNodesPass(),
+        common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+        common.DeduplicateInitializersPass(),
+        common.CommonSubexpressionEliminationPass(),
+        common.NameFixPass(),
+    )(program.model)
+
+
+def _name_batch_dims(proto) -> None:
+    """Give the dynamic batch dimension of every graph input/output the same name, 'batch'."""
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+
+
+def _check(proto) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:  # onnx.checker.ValidationError, shape inference errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AcmixError(f"the exported model fails onnx.checker: {first}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# verification
+# --------------------------------------------------------------------------------------------------
+def verification_images(card, img_size: int, n: int = VERIFY_IMAGES, seed: int = VERIFY_SEED) -> np.ndarray:
+    """Seeded uniform [0, 1] images, normalised with the card's mean/std: the range real inputs have."""
+    rng = np.random.default_rng(seed)
+    images = rng.random((n, 3, img_size, img_size), dtype=np.float32)
+    mean = np.asarray(card.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(card.std, dtype=np.float32).reshape(1, 3, 1, 1)
+    return ((images - mean) / std).astype(np.float32)
+
+
+def reference_outputs(model, images: np.ndarray, features: bool) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        x = torch.from_numpy(images)
+        if features:
+            return {n: t.numpy() for n, t in zip(FEATURE_NAMES, model.forward_stages(x))}
+        return {LOGITS_NAME: model(x).numpy()}
+
+
+def onnx_outputs(model_bytes: bytes, images: np.ndarray, batch: int | None, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Run the ONNX model over `images` in chunks of its fixed batch (all at once when dynamic)."""
+    from acmix_deploy.ort import make_session, run
+
+    session = make_session(model_bytes, threads=threads)
+    step = batch or len(images)
+    chunks: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(images), step):
+        part = images[start : start + step]
+        if len(part) < step:  # pad the last chunk of a fixed-batch model
+            part = np.concatenate([part, np.repeat(part[-1:], step - len(part), axis=0)])
+        for name, value in run(session, {INPUT_NAME: part}).items():
+            chunks.setdefault(name, []).append(value)
+    return {k: np.concatenate(v)[: len(images)] for k, v in chunks.items()}
+
+
+def verify_model(reference_model, model_bytes: bytes, card, img_size: int, batch: int | None, features: bool,
+           n_images: int = VERIFY_IMAGES):
+    """ParityResults of the ONNX model against the reference PyTorch model on seeded images."""
+    from acmix_deploy.parity import FP32_TOL, compare
+
+    n = max(n_images, batch or 1)
+    images = verification_images(card, img_size, n)
+    ref = reference_outputs(reference_model, images, features)
+    got = onnx_outputs(model_bytes, images, batch)
+    missing = sorted(set(ref) - set(got))
+    if missing:
+        raise ParityError(f"the ONNX model lacks the output(s) {', '.join(missing)}")
+    return [compare(ref[name], got[name], FP32_TOL, name=name) for name in ref]
+
+
+def settle_batchnorm(model, card, img_size: int, n_images: int = 2, seed: int = 1) -> None:
+    """Give a random-init model BatchNorm statistics from one batch of seeded images (in place).
+
+    Freshly initialised ResNets keep BatchNorm's identity statistics, so activations grow block after
+    block (ResNet-ACmix-50 at 224 px reaches attention logits of 1e12) and any two float32
+    implementations disagree: parity would test the initialisation, not the export. With settled
+    statistics activations have a trained network's scale. Models without BatchNorm are untouched.
+    """
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    images = torch.from_numpy(verification_images(card, img_size, n_images, seed))
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: exactly this batch's statistics
+        m.train()
+    with torch.no_grad():
+        model(images)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+        m.eval()
+
+
+# --------------------------------------------------------------------------------------------------
+# optional graph passes
+# --------------------------------------------------------------------------------------------------
+def _run_passes(proto, log: Callable[[str], None], notes: list[str]):
+    """acmix_deploy.passes.optimize_model when that package is installed; else the proto unchanged."""
+    try:
+        from acmix_deploy.passes import optimize_model  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            from acmix_deploy.passes.pipeline import optimize_model  # type: ignore[no-redef]
+        except ImportError:
+            note = "graph passes skipped: acmix_deploy.passes is not available in this installation"
+            notes.append(note)
+            log(note)
+            return proto, False
+    kwargs: dict[str, Any] = {}
+    if "latency_runs" in inspect.signature(optimize_model).parameters:
+        kwargs["latency_runs"] = 0  # export times nothing; `acmix-deploy optimize` reports latency
+    optimized, report = optimize_model(proto, **kwargs)
+    before, after = getattr(report, "nodes_before", None), getattr(report, "nodes_after", None)
+    note = "graph passes applied" + (f": {before} -> {after} nodes" if before is not None else "")
+    notes.append(note)
+    log(note)
+    return optimized, True
+
+
+# --------------------------------------------------------------------------------------------------
+# the export command's library function
+# --------------------------------------------------------------------------------------------------
+def _probe_writable(dest: Path) -> None:
+    """Fail in a second, not after the export, when the output cannot be written."""
+    from acmix_deploy.fileio import ensure_writable_dir
+
+    if dest.is_dir():
+        raise AcmixError(f"output {dest} is a directory; give a file path such as {dest / 'model.onnx'}")
+    ensure_writable_dir(dest)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".probe", dir=dest.parent)
+    except OSError as exc:
+        raise AcmixError(f"cannot write to {dest.parent}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def export_onnx(
+    model_name: str,
+    checkpoint: str | os.PathLike[str] | None = None,
+    img_size: int | None = None,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    opset: int = DEFAULT_OPSET,
+    shift: str = "group",
+    features: bool = False,
+    output: str | os.PathLike[str] | None = None,
+    verify: bool = True,
+    optimize: bool = True,
+    workspace: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    deploy_options: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export a registered model to a verified ONNX file (see the module docstring).
+
+    Without `output` the file goes to the workspace (`<workspace>/<model>/<default_filename>`) and is
+    recorded there as an ONNX artifact. `overrides` are extra create_model overrides (width, k_att,
+    window, ...); `deploy_options` go to switch_to_deploy (conv_form, attn_block, attn_mode).
+    Raises AcmixError for bad input and ParityError (nothing written) when verification fails.
+    """
+    from acmix_deploy.nn.deploy import switch_to_deploy
+    from acmix_deploy.nn.shift import SHIFT_MODES
+    from acmix_deploy.registry import create_model, get_card
+
+    log = log or (lambda _msg: None)
+    t0 = time.perf_counter()
+    if batch < 1:
+        raise AcmixError(f"--batch must be >= 1, got {batch}")
+    if dynamic_batch and batch != 1:
+        raise AcmixError("give either --batch N or --dynamic-batch, not both")
+    if shift not in SHIFT_MODES:
+        raise AcmixError(f"unknown shift mode {shift!r}; choose one of {', '.join(SHIFT_MODES)}")
+    if opset < 18:
+        raise AcmixError(f"opset {opset} is too old: the exporter needs opset >= 18")
+    card = get_card(model_name)  # unknown names fail here, before any work
+    size = int(img_size or (overrides or {}).get("img_size") or card.input_size)
+    if size < 1:
+        raise AcmixError(f"--img-size must be positive, got {size}")
+    recorded = output is None
+    dest = Path(output) if output is not None else ws.default_path(
+        model_name, default_filename(model_name, size, batch, dynamic_batch, features), workspace
+    )
+    _probe_writable(dest)
+
+    build = {**(overrides or {}), "img_size": size}
+    if card.is_acmix:
+        build["shift"] = shift
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # random-init models (no checkpoint) export reproducibly too
+        reference = create_model(model_name, checkpoint=checkpoint, **build)
+    card = reference.card
+    checkpoint_sha = sha256_file(checkpoint) if checkpoint is not None else None
+    if checkpoint is None:
+        settle_batchnorm(reference, card, size)
+    deployed = switch_to_deploy(reference, size, **(deploy_options or {}))
+    extra = {"outputs": list(FEATURE_NAMES) if features else [LOGITS_NAME], "shift": shift if card.is_acmix else None}
+    meta = _metadata(card, size, checkpoint_sha, extra)
+    log(f"exporting {model_name} at {size}x{size} (opset {opset}, "
+        f"{'dynamic batch' if dynamic_batch else f'batch {batch}'}{', features' if features else ''})")
+    proto = to_onnx_proto(deployed, size, batch, dynamic_batch, opset, features, meta, graph_name=model_name)
+    notes: list[str] = []
+    optimized = False
+    if optimize:
+        proto, optimized = _run_passes(proto, log, notes)
+    _check(proto)
+    data = proto.SerializeToString()
+    del proto
+
+    result = ExportResult(
+        path=dest, model_name=model_name, img_size=size, batch=None if dynamic_batch else batch,
+        features=features, output_names=list(FEATURE_NAMES) if features else [LOGITS_NAME],
+        optimized=optimized, notes=notes, bytes=len(data),
+    )
+    if verify:
+        log("verifying against the PyTorch reference model in ONNX Runtime")
+        results = verify_model(reference, data, card, size, result.batch, features)
+        result.parity_results = list(results)
+        result.parity = [r.line() for r in results]
+        for line in result.parity:
+            log(line)
+        if not all(r.passed for r in results):
+            failed = "; ".join(r.line() for r in results if not r.passed)
+            raise ParityError(f"ONNX output differs from the PyTorch reference, nothing written: {failed}")
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+    result.sha256 = sha256_file(dest)
+    if recorded:
+        ws.record(ws.ONNX, model_name, dest, meta={
+            "img_size": size, "batch": result.batch, "dynamic_batch": dynamic_batch, "features": features,
+            "opset": opset, "shift": shift, "optimized": optimized, "verified": bool(verify),
+            "checkpoint_sha256": checkpoint_sha, "overrides": dict(overrides or {}), "sha256": result.sha256,
+        }, workspace=workspace)
+        result.recorded = True
+    result.seconds = time.perf_counter() - t0
+    return result
+

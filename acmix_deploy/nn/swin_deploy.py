@@ -1,0 +1,157 @@
+"""Deploy form of Swin Transformer / Swin-ACmix blocks: the same function as archs/swin.py, shaped
+for inference engines.
+
+* No torch.roll and no window_partition transposes: the cyclic shift and the window partition are one
+  constant position permutation, applied as a row Gather (and its inverse after the projection).
+* The relative position bias and the shifted-window mask are added as one constant.
+* The q scale folds into the qkv projection (and inversely into the ACmix fc's q weights), rate1 into
+  proj, rate2 into the conv path's fc.
+* The ACmix conv path runs, as in the reference, inside the rolled frame: its input rows are gathered
+  in rolled order and its output rows gathered back.
+
+Everything works on token rows (B, H * W, C); only the conv path visits an NCHW map.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from acmix_deploy.archs.swin import SwinBlock, SwinTransformer, WindowAttention, window_partition
+
+
+def _rolled_window_order(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+    """Original flat position of every token in (rolled by -shift, then window-partitioned) order."""
+    pos = torch.arange(h * w, dtype=torch.float32).reshape(1, h, w, 1)
+    if shift:
+        pos = torch.roll(pos, shifts=(-shift, -shift), dims=(1, 2))
+    return window_partition(pos, ws).reshape(-1).long()
+
+
+def _rolled_order(h: int, w: int, shift: int) -> torch.Tensor:
+    """Original flat position of every token of the rolled (by -shift) map, in raster order."""
+    pos = torch.arange(h * w).reshape(h, w)
+    return torch.roll(pos, shifts=(-shift, -shift), dims=(0, 1)).reshape(-1)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    lin.weight.data.copy_(weight)
+    if bias is not None:
+        lin.bias.data.copy_(bias)
+    return lin
+
+
+class SwinAttentionPath(nn.Module):
+    """Window attention from qkv rows (q pre-scaled) to output rows in the original frame."""
+
+    def __init__(self, ref: WindowAttention, resolution: tuple[int, int], window: int, shift: int,
+                 mask: torch.Tensor | None, out_scale: float):
+        super().__init__()
+        h, w = resolution
+        self.heads, self.head_dim, self.window = ref.num_heads, ref.head_dim, window
+        self.tokens = window * window
+        order = _rolled_window_order(h, w, window, shift)
+        self.register_buffer("window_index", order, persistent=False)
+        self.register_buffer("output_index", torch.argsort(order), persistent=False)
+        with torch.no_grad():
+            bias = ref.relative_bias().detach().unsqueeze(0)  # (1, heads, N, N)
+            if mask is not None:
+                bias = bias + mask.detach().unsqueeze(1)  # (nW, heads, N, N)
+        self.n_windows = (h // window) * (w // window)
+        self.register_buffer("bias", bias.contiguous(), persistent=False)
+        self.proj = _linear(ref.proj.weight.detach() * out_scale, ref.proj.bias.detach() * out_scale)
+
+    def forward(self, qkv: torch.Tensor) -> torch.Tensor:
+        n, nh, hd = self.tokens, self.heads, self.head_dim
+        windows = qkv.index_select(1, self.window_index).reshape(-1, n, 3, nh, hd)
+        q, k, v = windows.permute(2, 0, 3, 1, 4).unbind(0)  # (B * nW, heads, N, hd)
+        logits = torch.matmul(q, k.transpose(-1, -2))
+        if self.bias.shape[0] > 1:
+            logits = (logits.reshape(-1, self.n_windows, nh, n, n) + self.bias).reshape(-1, nh, n, n)
+        else:
+            logits = logits + self.bias
+        out = torch.matmul(logits.softmax(dim=-1), v).transpose(1, 2).reshape(-1, self.n_windows * n, nh * hd)
+        return self.proj(out.index_select(1, self.output_index))
+
+
+class SwinConvPath(nn.Module):
+    """The ACmix conv path from qkv rows (q pre-scaled): fc over the stacked head pieces, the grouped
+    shift conv, both inside the rolled frame; output rows in the original frame."""
+
+    def __init__(self, ref: WindowAttention, resolution: tuple[int, int], shift: int, q_scale: float):
+        super().__init__()
+        h, w = resolution
+        nh, hd = ref.num_heads, ref.head_dim
+        self.heads, self.head_dim, self.height, self.width = nh, hd, h, w
+        rate2 = ref.rate2.detach().double()
+        fc_w = ref.fc.weight.detach().double().reshape(9, 3 * nh) * rate2
+        fc_w[:, :nh] /= q_scale
+        self.fc = nn.Conv2d(3 * nh, 9, 1, bias=True)
+        self.fc.weight.data.copy_(fc_w.float().reshape(9, 3 * nh, 1, 1))
+        self.fc.bias.data.copy_((ref.fc.bias.detach().double() * rate2).float())
+        self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=False)
+        self.dep_conv.weight.data.copy_(ref.dep_conv.weight.detach())
+        if shift:
+            order = _rolled_order(h, w, shift)
+            self.register_buffer("roll_index", order, persistent=False)
+            self.register_buffer("unroll_index", torch.argsort(order), persistent=False)
+        else:
+            self.roll_index = self.unroll_index = None
+
+    def forward(self, qkv: torch.Tensor) -> torch.Tensor:
+        nh, hd, h, w = self.heads, self.head_dim, self.height, self.width
+        if self.roll_index is not None:
+            qkv = qkv.index_select(1, self.roll_index)
+        pieces = qkv.reshape(-1, h * w, 3 * nh, hd).transpose(1, 2)  # (B, 3 heads, HW, hd)
+        f = self.fc(pieces).permute(0, 3, 1, 2).reshape(-1, 9 * hd, h, w)  # channel d * 9 + j
+        out = self.dep_conv(f).reshape(-1, nh * hd, h * w).transpose(1, 2)  # (B, HW, C) rolled rows
+        if self.unroll_index is not None:
+            out = out.index_select(1, self.unroll_index)
+        return out
+
+
+class WindowAttentionDeploy(nn.Module):
+    """qkv projection (stage I), attention path and, for Swin-ACmix, conv path; rows in, rows out."""
+
+    def __init__(self, ref: WindowAttention, resolution: tuple[int, int], window: int, shift: int,
+                 mask: torch.Tensor | None):
+        super().__init__()
+        c = ref.dim
+        scale = float(ref.scale)
+        weight = ref.qkv.weight.detach().clone()
+        bias = ref.qkv.bias.detach().clone()
+        weight[:c] *= scale
+        bias[:c] *= scale
+        self.qkv = _linear(weight, bias)
+        rate1 = float(ref.rate1.detach()) if ref.acmix else 1.0
+        self.attention = SwinAttentionPath(ref, resolution, window, shift, mask, rate1)
+        self.conv_path = SwinConvPath(ref, resolution, shift, scale) if ref.acmix else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qkv = self.qkv(x)
+        out = self.attention(qkv)
+        return out if self.conv_path is None else out + self.conv_path(qkv)
+
+
+class SwinBlockDeploy(nn.Module):
+    """A Swin block on token rows with the deploy attention; drop path is the identity at inference."""
+
+    def __init__(self, ref: SwinBlock):
+        super().__init__()
+        self.resolution = ref.resolution
+        self.norm1, self.norm2, self.mlp = ref.norm1, ref.norm2, ref.mlp
+        self.attn = WindowAttentionDeploy(ref.attn, ref.resolution, ref.window, ref.shift_size, ref.attn_mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def switch_swin_to_deploy(model: SwinTransformer, **options) -> SwinTransformer:
+    """Replace every SwinBlock of `model` (already a private copy) by its deploy form, in place."""
+    if options:
+        raise TypeError(f"Swin deploy takes no options, got {', '.join(sorted(options))}")
+    for layer in model.layers:
+        layer.blocks = nn.ModuleList(SwinBlockDeploy(b) for b in layer.blocks)
+    return model

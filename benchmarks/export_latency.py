@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""ONNX Runtime CPU latency of exported ACmix models against their plain baselines.
+
+    python benchmarks/export_latency.py [--threads 2] [--runs 30] [--size 224] [--json out.json]
+
+1. Times `export_onnx("resnet_acmix50")` with verification (the export-time target: <= 60 s on 2 cores).
+2. Exports every pair (resnet_acmix26/38/50 vs resnet26/38/50, swin_acmix_t vs swin_t) at batch 1 and
+   times them interleaved in one process: every round runs each session once, sessions never spin
+   (session.intra_op.allow_spinning = 0, DESIGN.md section 4), fixed intra-op threads; medians of the
+   rounds after warm-up.
+3. Times the eager PyTorch reference forward of resnet_acmix50 (same threads) against its ONNX file.
+4. Compares the ResNet-ACmix-50 conv-path forms (split / grouped / dense) and profiles the fastest
+   with ONNX Runtime's profiler: shares by op type and by ACmix part (stage I, attention, conv path,
+   rest), mapped back through ONNX Runtime's fused node names.
+
+Random-init weights (the latency does not depend on them). Files go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PAIRS = [("resnet_acmix50", "resnet50"), ("swin_acmix_t", "swin_t"), ("resnet_acmix26", "resnet26"),
+         ("resnet_acmix38", "resnet38")]
+CONV_FORMS = ("split", "grouped", "dense")
+
+
+def export(name: str, folder: Path, size: int, **kwargs) -> Path:
+    from acmix_deploy.export import export_onnx
+
+    tag = "_".join(f"{v}" for v in (kwargs.get("deploy_options") or {}).values())
+    out = folder / f"{name}{'_' + tag if tag else ''}.onnx"
+    if not out.exists():
+        export_onnx(name, img_size=size, output=out, verify=False, **kwargs)
+    return out
+
+
+def interleaved(paths: dict[str, Path], size: int, threads: int, runs: int, warmup: int) -> dict[str, list[float]]:
+    """Per label, `runs` wall times (ms): each round runs every session once, in turn."""
+    from acmix_deploy.ort import make_session
+
+    sessions = {k: make_session(str(p), threads=threads, spinning=False) for k, p in paths.items()}
+    x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
+    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+    for _ in range(warmup):
+        for k, s in sessions.items():
+            s.run(None, feeds[k])
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(runs):
+        for k, s in sessions.items():
+            t = time.perf_counter()
+            s.run(None, feeds[k])
+            times[k].append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+def eager_times(name: str, size: int, threads: int, runs: int) -> list[float]:
+    import torch
+
+    from acmix_deploy.registry import create_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = create_model(name, img_size=size).eval()
+    x = torch.randn(1, 3, size, size)
+    out = []
+    with torch.no_grad():
+        model(x)
+        for _ in range(runs):
+            t = time.perf_counter()
+            model(x)
+            out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def profile_summary(path: Path, size: int, threads: int, runs: int = 20) -> dict:
+    """ONNX Runtime profiler shares by op type and by ACmix part of the graph."""
+    import onnx
+
+    from acmix_deploy.onnx_names import scope_category
+    from acmix_deploy.ort import make_session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        session = make_session(str(path), threads=threads, spinning=False, profile_prefix=str(Path(tmp) / "p"))
+        x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
+        feed = {session.get_inputs()[0].name: x}
+        for _ in range(runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {out: node.name for node in graph.node for out in node.output}
+
+    def our_name(ort_name: str) -> str:
+        # ORT keeps our names for most nodes ("<path>/<Op>_<n>[/<fusion>/]") and names NCHWc nodes
+        # after their output value ("<value>_nchwc"): map those back through the producer.
+        if "/" in ort_name:
+            return ort_name
+        base = ort_name[: -len("_nchwc")] if ort_name.endswith("_nchwc") else ort_name
+        return producer.get(base, ort_name)
+
+    by_op: collections.Counter = collections.Counter()
+    by_part: collections.Counter = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            by_op[e["args"]["op_name"]] += e["dur"]
+            by_part[scope_category(our_name(e["name"][: -len("_kernel_time")]))] += e["dur"]
+    total = sum(by_op.values())
+    return {
+        "total_ms_per_run": total / runs / 1e3,
+        "op_type_share": {k: v / total for k, v in by_op.most_common()},
+        "part_share": {k: v / total for k, v in by_part.most_common()},
+    }
+
+
+def median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=30, help="interleaved rounds (>= 20)")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--eager-runs", type=int, default=5)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--skip-export-timing", action="store_true")
+    args = ap.parse_args()
+    if args.runs < 20:
+        ap.error("--runs must be >= 20")
+    import onnxruntime
+    import torch
+
+    from acmix_deploy.export import export_onnx
+
+    report: dict = {"threads": args.threads, "runs": args.runs, "size": args.size,
+                    "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if not args.skip_export_timing:
+            t0 = time.perf_counter()
+            result = export_onnx("resnet_acmix50", img_size=args.size, output=folder / "resnet_acmix50.onnx")
+            report["export_seconds_resnet_acmix50"] = time.perf_counter() - t0
+            report["export_parity"] = result.parity
+            print(f"export resnet_acmix50 incl. verification: {report['export_seconds_resnet_acmix50']:.1f} s")
+            for line in result.parity:
+                print("  " + line)
+
+        # conv-path forms of resnet_acmix50 first: the fastest is the one the pairs use
+        forms = {f"resnet_acmix50[{f}]": export("resnet_acmix50", folder, args.size, deploy_options={"conv_form": f})
+                 for f in CONV_FORMS}
+        forms["resnet50"] = export("resnet50", folder, args.size)
+        form_times = interleaved(forms, args.size, args.threads, args.runs, args.warmup)
+        base = median(form_times["resnet50"])
+        print(f"\nResNet-ACmix-50 conv-path forms (ORT CPU, {args.threads} threads, median of {args.runs}):")
+        for k, v in form_times.items():
+            print(f"  {k:26s} {median(v):8.2f} ms  x{median(v) / base:.2f} of resnet50")
+        best_form = min(CONV_FORMS, key=lambda f: median(form_times[f"resnet_acmix50[{f}]"]))
+        report["conv_forms_ms"] = {k: median(v) for k, v in form_times.items()}
+        report["best_conv_form"] = best_form
+
+        paths = {}
+        for acmix, plain in PAIRS:
+            opts = {"deploy_options": {"conv_form": best_form}} if acmix.startswith("resnet") else {}
+            paths[acmix] = export(acmix, folder, args.size, **opts)
+            paths[plain] = export(plain, folder, args.size)
+        times = interleaved(paths, args.size, args.threads, args.runs, args.warmup)
+        report["ort_ms"] = {k: median(v) for k, v in times.items()}
+        print(f"\nORT CPU latency, batch 1, {args.size} px, {args.threads} threads, no spinning, "
+              f"median of {args.runs} interleaved rounds:")
+        print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio")
+        ratios = {}
+        for acmix, plain in PAIRS:
+            a, b = median(times[acmix]), median(times[plain])
+            ratios[f"{acmix}/{plain}"] = a / b
+            print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}")
+        report["ratios"] = ratios
+
+        eager = eager_times("resnet_acmix50", args.size, args.threads, args.eager_runs)
+        ort_ms = median(times["resnet_acmix50"])
+        report["eager_reference_ms"] = median(eager)
+        speedup = median(eager) / ort_ms
+        report["ort_vs_eager_speedup"] = speedup
+        print(f"\nresnet_acmix50 eager PyTorch reference: {median(eager):.1f} ms (median of {args.eager_runs}), "
+              f"ORT {ort_ms:.2f} ms -> {speedup:.1f}x faster")
+
+        print("\nThe three ratios:")
+        print(f"  resnet_acmix50 / resnet50 (ORT CPU): {ratios['resnet_acmix50/resnet50']:.2f}")
+        print(f"  swin_acmix_t / swin_t (ORT CPU):     {ratios['swin_acmix_t/swin_t']:.2f}")
+        print(f"  eager reference / ORT resnet_acmix50: {speedup:.1f}x")
+
+        prof = profile_summary(paths["resnet_acmix50"], args.size, args.threads)
+        report["profile_resnet_acmix50"] = prof
+        print(f"\nProfile of resnet_acmix50 (conv form {best_form}), {prof['total_ms_per_run']:.1f} ms of kernels/run:")
+        print("  by part:  " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in prof["part_share"].items()))
+        print("  by op:    " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in list(prof["op_type_share"].items())[:10]))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Small exports shared by the export and TensorRT tests (each model is exported once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from acmix_deploy.export import ExportResult, export_onnx
+from tests.conftest import small_overrides
+
+# How each registered model is exported in the tests: small widths and resolutions, every option
+# exercised by one model or another (dynamic batch, fixed batch > 1, features, optimize).
+EXPORT_OPTIONS: dict[str, dict[str, Any]] = {
+    "resnet_acmix26": {"optimize": True},
+    "resnet_acmix38": {"dynamic_batch": True},
+    "resnet_acmix50": {"features": True},
+    "swin_acmix_t": {},
+    "swin_acmix_s": {},
+    "resnet26": {},
+    "resnet38": {"batch": 2},
+    "resnet50": {},
+    "swin_t": {},
+    "swin_s": {"dynamic_batch": True},
+}
+
+
+def small_export_kwargs(name: str) -> dict[str, Any]:
+    overrides = small_overrides(name)
+    size = overrides.pop("img_size")
+    kwargs = {"img_size": size, "overrides": overrides, "optimize": False}
+    kwargs.update(EXPORT_OPTIONS[name])
+    return kwargs
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory) -> Callable[[str], ExportResult]:
+    """name -> ExportResult of the model's small export (cached for the session)."""
+    folder: Path = tmp_path_factory.mktemp("exports")
+    cache: dict[str, ExportResult] = {}
+
+    def get(name: str) -> ExportResult:
+        if name not in cache:
+            cache[name] = export_onnx(name, output=folder / f"{name}.onnx", **small_export_kwargs(name))
+        return cache[name]
+
+    return get
