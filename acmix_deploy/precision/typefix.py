@@ -50,8 +50,15 @@ def _known_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
 def reconcile(model: onnx.ModelProto, fp32_nodes: set[str]) -> tuple[onnx.ModelProto, int]:
-    """Insert the missing fp16/fp32 Casts (see the module docstring); returns (model, casts added)."""
+    """Insert the missing fp16/fp32 Casts (see the module docstring); returns (a new model, casts added)."""
+    model = _copy(model)
     graph = model.graph
     fallback = _known_types(model)
     types: dict[str, int] = {i.name: i.type.tensor_type.elem_type for i in graph.input}
