@@ -19,8 +19,8 @@ scripts/int8_split_study.py measures them: quantizing the attention math cost th
 grouped convs the next most, and keep-ends was best or tied-best.
 
 The float parts ("rest") are then cast to fp16 by default, with the same block list and range
-guard as `fp16.py` (Softmax, reductions, LayerNorm, logits in fp32; Q/DQ scales become fp16, valid
-from opset 19, which the quantizer's output uses): strongly typed TensorRT would otherwise run the
+guard as `fp16.py` (Softmax, reductions, LayerNorm, logits in fp32; Q/DQ scales become fp16, so
+the default opset is raised to 19, where that is valid): strongly typed TensorRT would otherwise run the
 attention math and dep_conv in fp32. ``rest="fp32"`` keeps them fp32.
 """
 
@@ -149,6 +149,12 @@ class _Reader:
     def rewind(self):
         self._it = iter(self._batches)
 
+    @classmethod
+    def single(cls, feed: dict[str, np.ndarray]) -> "_Reader":
+        """A reader over one ready feed."""
+        ((name, data),) = feed.items()
+        return cls(name, data, len(data))
+
 
 @contextlib.contextmanager
 def _quiet_ort_quantization():
@@ -192,7 +198,11 @@ def _calibrate(model_path: Path, tmp: Path, reader: _Reader, method: str, percen
         calibrate_method=_METHODS[method](CalibrationMethod),
         extra_options=options,
     )
-    calibrator.collect_data(reader)
+    # one batch per collect_data call: the histogram calibrators keep every intermediate output of a
+    # call in memory before binning it (256 ResNet-50 inputs at 224 px need over 24 GB at once), and
+    # merge each call into their running histograms / ranges
+    while (batch := reader.get_next()) is not None:
+        calibrator.collect_data(_Reader.single(batch))
     return calibrator.compute_data()
 
 
@@ -268,6 +278,20 @@ def _fp16_rest_plan(model: onnx.ModelProto, samples: np.ndarray):
     return plan
 
 
+QDQ_FP16_OPSET = 19
+
+
+def _with_fp16_qdq_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Raise the default-domain opset to 19, where Q/DQ scales may be fp16 and DequantizeLinear then
+    outputs fp16: the form strongly typed TensorRT fuses into an fp16/int8 conv (opset 18 scales must
+    be fp32, which would leave fp32 DQ outputs and Casts between DQ and the conv). The ops of the
+    exported graphs gained only new types / attributes with defaults from 18 to 19."""
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version < QDQ_FP16_OPSET:
+            imp.version = QDQ_FP16_OPSET
+    return model
+
+
 def check_trt_qdq(model: onnx.ModelProto) -> None:
     """TensorRT's parser needs int8 DequantizeLinear inputs with zero points of 0 (no int32 biases)."""
     inits = {i.name: i for i in model.graph.initializer}
@@ -328,7 +352,7 @@ def quantize_int8(
     q = _quantize(src, plan, calib_x, method, percentile)
     check_trt_qdq(q)
     if rest == "fp16":
-        q = to_fp16(q, _fp16_rest_plan(q, calib_x[:16]))
+        q = to_fp16(_with_fp16_qdq_opset(q), _fp16_rest_plan(q, calib_x[:16]))
     ref, cand = compare_models(src.SerializeToString(), q.SerializeToString(), held_x)
     meaningful = total is not None
     report = summarize(

@@ -73,3 +73,34 @@ def big_constant(value: float = 1.5e4) -> onnx.ModelProto:
         helper.make_node("Mul", ["a", "inv"], ["y"], name="const/Mul_1"),
     ]
     return _model(nodes, {"c": value, "inv": 1.0 / value})
+
+
+def shared_bias_layernorm(dim: int = 8) -> onnx.ModelProto:
+    """LayerNormalization and a later Add read one deduplicated bias initializer (as in the Swin export):
+    the LayerNorm stays fp32, the Add runs in fp16, so the shared constant needs both types."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "gamma", "zero"], ["ln"], axis=-1, name="norm/LayerNormalization"),
+        helper.make_node("MatMul", ["ln", "w1"], ["h"], name="proj/MatMul_0"),
+        helper.make_node("Add", ["h", "zero"], ["hb"], name="proj/Add_0"),
+        helper.make_node("MatMul", ["hb", "w2"], ["y"], name="head/MatMul_0"),
+    ]
+    return _model(nodes, {"gamma": rng.normal(1, 0.1, dim), "zero": np.zeros(dim),
+                          "w1": rng.normal(0, 0.5, (dim, dim)), "w2": rng.normal(0, 0.5, (dim, dim))})
+
+
+def dequantize_fp16_scale() -> onnx.ModelProto:
+    """Opset-18 DequantizeLinear whose scale was made fp16 (invalid before opset 19) feeding an fp16 MatMul."""
+    w = helper.make_tensor("w_q", TensorProto.INT8, [8, 8], list(range(-32, 32)))
+    scale = numpy_helper.from_array(np.array(0.01, np.float16), "w_scale")
+    nodes = [
+        helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT16, name="in/Cast"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale"], ["w"], name="w/DequantizeLinear"),
+        helper.make_node("MatMul", ["x16", "w"], ["y16"], name="fc/MatMul_0"),
+        helper.make_node("Cast", ["y16"], ["y"], to=TensorProto.FLOAT, name="out/Cast"),
+    ]
+    graph = helper.make_graph(
+        nodes, "dq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])], [w, scale],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])

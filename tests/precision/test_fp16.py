@@ -13,7 +13,14 @@ from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError, ParityError
 from acmix_deploy.ort import make_session, run
 from acmix_deploy.precision.fp16 import FP16_MAX, convert_fp16, plan_fp16, to_fp16
-from tests.precision.onnx_graphs import big_constant, decomposed_layernorm, large_activation
+from acmix_deploy.precision.typefix import reconcile, validate
+from tests.precision.onnx_graphs import (
+    big_constant,
+    decomposed_layernorm,
+    dequantize_fp16_scale,
+    large_activation,
+    shared_bias_layernorm,
+)
 
 
 def _types(model: onnx.ModelProto) -> dict[str, int]:
@@ -131,3 +138,37 @@ def test_bad_inputs_are_one_line(tmp_path):
     with pytest.raises(AcmixError, match="not a readable ONNX model") as info:
         convert_fp16(junk)
     assert "\n" not in str(info.value)
+
+
+def test_shared_constant_gets_both_types():
+    """A constant read by an fp32-blocked LayerNorm and an fp16 Add: every node's inputs agree, the graph
+    passes strict inference and ONNX Runtime, and matches fp32."""
+    model = shared_bias_layernorm()
+    converted = to_fp16(model, plan_fp16(model, None))
+    onnx.checker.check_model(converted, full_check=True)
+    types = _types(converted)
+    add = next(n for n in converted.graph.node if n.name == "proj/Add_0")
+    assert [types[i] for i in add.input] == [TensorProto.FLOAT16, TensorProto.FLOAT16]
+    ln = next(n for n in converted.graph.node if n.op_type == "LayerNormalization")
+    assert {types[i] for i in ln.input} == {TensorProto.FLOAT}
+    x = np.random.default_rng(0).normal(0, 1, (4, 8)).astype(np.float32)
+    ref, got = _run(model, x), _run(converted, x)
+    assert np.abs(got - ref).max() <= 1e-2 * np.abs(ref).max()
+
+
+def test_reconcile_casts_fixed_type_inputs():
+    """Opset 18 DequantizeLinear takes an fp32 scale only: reconcile converts it and casts the now-fp32
+    output back to the fp16 MatMul, so the graph loads."""
+    model = dequantize_fp16_scale()
+    fixed, _ = reconcile(model, set())
+    validate(fixed, "test")
+    types = _types(fixed)
+    dq = next(n for n in fixed.graph.node if n.op_type == "DequantizeLinear")
+    mm = next(n for n in fixed.graph.node if n.op_type == "MatMul")
+    assert types[dq.input[1]] == TensorProto.FLOAT
+    assert [types[i] for i in mm.input] == [TensorProto.FLOAT16, TensorProto.FLOAT16]
+    x = np.eye(8, dtype=np.float32)
+    want = (np.arange(-32, 32).reshape(8, 8) * 0.01).astype(np.float32)
+    np.testing.assert_allclose(_run(fixed, x), want, atol=1e-3)
+    with pytest.raises(AcmixError, match="invalid graph"):
+        validate(model, "test")

@@ -74,6 +74,16 @@ def test_int8_trained_model_numbers(trained, artifacts, tmp_path):
     dep = next(n for n in m.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute))
     assert inits[dep.input[1]].data_type == TensorProto.FLOAT16
     assert json.loads({p.key: p.value for p in m.metadata_props}["int8_rest"]) == "fp16"
+    # fp16 Q/DQ scales (DequantizeLinear then outputs fp16 for the fp16 conv), valid from opset 19;
+    # the quantized convs read DequantizeLinear directly, with no Cast in between
+    scales = {inits[n.input[1]].data_type for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    assert scales == {TensorProto.FLOAT16}
+    assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 19
+    producers = {o: n for n in m.graph.node for o in n.output}
+    for name in result.plan.quantize:
+        node = next(n for n in m.graph.node if n.name == name)
+        assert [producers[i].op_type for i in node.input[:2]] == ["DequantizeLinear", "DequantizeLinear"]
+    onnx.checker.check_model(m, full_check=True)
     assert ws.newest(ws.ONNX_INT8, workspace=artifacts).meta["split"] == "keep-ends"
 
 
