@@ -94,7 +94,7 @@ def strip_exporter_metadata(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def scope_category(node_name: str) -> str:
     """Which part of an ACmix network a renamed node belongs to: attention, conv_path, stage1, rest."""
-    path = node_name.rsplit("/", 1)[0]
+    path = node_name.split("/", 1)[0]  # ONNX Runtime appends fusion names after a further "/"
     parts = path.split(".")
     for i, part in enumerate(parts):
         if part in ("attention", "attn_path"):

@@ -8,7 +8,8 @@
    times them interleaved in one process: every round runs each session once, sessions never spin
    (session.intra_op.allow_spinning = 0, DESIGN.md section 4), fixed intra-op threads; medians of the
    rounds after warm-up.
-3. Times the eager PyTorch reference forward of resnet_acmix50 (same threads) against its ONNX file.
+3. Times the eager PyTorch reference forward of resnet_acmix50 against its ONNX file in ONNX Runtime,
+   alternated round by round (same threads, same input).
 4. Compares the ResNet-ACmix-50 conv-path forms (split / grouped / dense) and profiles the fastest
    with ONNX Runtime's profiler: shares by op type and by ACmix part (stage I, attention, conv path,
    rest), mapped back through ONNX Runtime's fused node names.
@@ -35,7 +36,7 @@ if str(REPO) not in sys.path:
 
 PAIRS = [("resnet_acmix50", "resnet50"), ("swin_acmix_t", "swin_t"), ("resnet_acmix26", "resnet26"),
          ("resnet_acmix38", "resnet38")]
-CONV_FORMS = ("split", "grouped", "dense")
+CONV_FORMS = ("grouped", "split", "dense")
 
 
 def export(name: str, folder: Path, size: int, **kwargs) -> Path:
@@ -49,7 +50,11 @@ def export(name: str, folder: Path, size: int, **kwargs) -> Path:
 
 
 def interleaved(paths: dict[str, Path], size: int, threads: int, runs: int, warmup: int) -> dict[str, list[float]]:
-    """Per label, `runs` wall times (ms): each round runs every session once, in turn."""
+    """Per label, `runs` wall times (ms): each round runs every session once, in turn.
+
+    CPU times (process time, all threads) go to `label + ":cpu"`: on a shared machine they move less
+    with other processes' load than wall times do.
+    """
     from acmix_deploy.ort import make_session
 
     sessions = {k: make_session(str(p), threads=threads, spinning=False) for k, p in paths.items()}
@@ -59,31 +64,42 @@ def interleaved(paths: dict[str, Path], size: int, threads: int, runs: int, warm
         for k, s in sessions.items():
             s.run(None, feeds[k])
     times: dict[str, list[float]] = {k: [] for k in sessions}
+    times.update({f"{k}:cpu": [] for k in sessions})
     for _ in range(runs):
         for k, s in sessions.items():
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             s.run(None, feeds[k])
             times[k].append((time.perf_counter() - t) * 1e3)
+            times[f"{k}:cpu"].append((time.process_time() - c) * 1e3)
     return times
 
 
-def eager_times(name: str, size: int, threads: int, runs: int) -> list[float]:
+def eager_vs_ort(name: str, onnx_path: Path, size: int, threads: int, runs: int) -> tuple[list[float], list[float]]:
+    """Eager PyTorch reference forward and the ONNX file in ONNX Runtime, alternated round by round
+    (same threads, same input), so both see the same machine load."""
     import torch
 
+    from acmix_deploy.ort import make_session
     from acmix_deploy.registry import create_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = create_model(name, img_size=size).eval()
+    session = make_session(str(onnx_path), threads=threads, spinning=False)
     x = torch.randn(1, 3, size, size)
-    out = []
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    eager, ort = [], []
     with torch.no_grad():
         model(x)
+        session.run(None, feed)
         for _ in range(runs):
             t = time.perf_counter()
             model(x)
-            out.append((time.perf_counter() - t) * 1e3)
-    return out
+            eager.append((time.perf_counter() - t) * 1e3)
+            t = time.perf_counter()
+            session.run(None, feed)
+            ort.append((time.perf_counter() - t) * 1e3)
+    return eager, ort
 
 
 def profile_summary(path: Path, size: int, threads: int, runs: int = 20) -> dict:
@@ -134,7 +150,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=30, help="interleaved rounds (>= 20)")
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--eager-runs", type=int, default=5)
+    ap.add_argument("--eager-runs", type=int, default=10)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--skip-export-timing", action="store_true")
@@ -146,7 +162,8 @@ def main() -> None:
 
     from acmix_deploy.export import export_onnx
 
-    report: dict = {"threads": args.threads, "runs": args.runs, "size": args.size,
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    report: dict = {"threads": args.threads, "runs": args.runs, "size": args.size, "loadavg_start": os.getloadavg(),
                     "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -166,8 +183,10 @@ def main() -> None:
         form_times = interleaved(forms, args.size, args.threads, args.runs, args.warmup)
         base = median(form_times["resnet50"])
         print(f"\nResNet-ACmix-50 conv-path forms (ORT CPU, {args.threads} threads, median of {args.runs}):")
-        for k, v in form_times.items():
-            print(f"  {k:26s} {median(v):8.2f} ms  x{median(v) / base:.2f} of resnet50")
+        base_cpu = median(form_times["resnet50:cpu"])
+        for k in forms:
+            v, c = median(form_times[k]), median(form_times[k + ":cpu"])
+            print(f"  {k:26s} {v:8.2f} ms  x{v / base:.2f} of resnet50   (CPU time x{c / base_cpu:.2f})")
         best_form = min(CONV_FORMS, key=lambda f: median(form_times[f"resnet_acmix50[{f}]"]))
         report["conv_forms_ms"] = {k: median(v) for k, v in form_times.items()}
         report["best_conv_form"] = best_form
@@ -181,21 +200,24 @@ def main() -> None:
         report["ort_ms"] = {k: median(v) for k, v in times.items()}
         print(f"\nORT CPU latency, batch 1, {args.size} px, {args.threads} threads, no spinning, "
               f"median of {args.runs} interleaved rounds:")
-        print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio")
-        ratios = {}
+        print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio   (CPU-time ratio)")
+        ratios, cpu_ratios = {}, {}
         for acmix, plain in PAIRS:
             a, b = median(times[acmix]), median(times[plain])
             ratios[f"{acmix}/{plain}"] = a / b
-            print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}")
+            cpu_ratios[f"{acmix}/{plain}"] = median(times[acmix + ":cpu"]) / median(times[plain + ":cpu"])
+            print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}    ({cpu_ratios[f'{acmix}/{plain}']:.2f})")
         report["ratios"] = ratios
+        report["cpu_time_ratios"] = cpu_ratios
 
-        eager = eager_times("resnet_acmix50", args.size, args.threads, args.eager_runs)
-        ort_ms = median(times["resnet_acmix50"])
+        eager, ort_alt = eager_vs_ort("resnet_acmix50", paths["resnet_acmix50"], args.size, args.threads,
+                                      args.eager_runs)
+        ort_ms = median(ort_alt)
         report["eager_reference_ms"] = median(eager)
         speedup = median(eager) / ort_ms
         report["ort_vs_eager_speedup"] = speedup
-        print(f"\nresnet_acmix50 eager PyTorch reference: {median(eager):.1f} ms (median of {args.eager_runs}), "
-              f"ORT {ort_ms:.2f} ms -> {speedup:.1f}x faster")
+        print(f"\nresnet_acmix50 eager PyTorch reference {median(eager):.1f} ms vs ORT {ort_ms:.2f} ms "
+              f"(medians of {args.eager_runs} alternated rounds) -> ORT {speedup:.1f}x faster")
 
         print("\nThe three ratios:")
         print(f"  resnet_acmix50 / resnet50 (ORT CPU): {ratios['resnet_acmix50/resnet50']:.2f}")
@@ -207,6 +229,8 @@ def main() -> None:
         print(f"\nProfile of resnet_acmix50 (conv form {best_form}), {prof['total_ms_per_run']:.1f} ms of kernels/run:")
         print("  by part:  " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in prof["part_share"].items()))
         print("  by op:    " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in list(prof["op_type_share"].items())[:10]))
+    report["loadavg_end"] = os.getloadavg()
+    print(f"load average at end: {' '.join(f'{v:.2f}' for v in report['loadavg_end'])}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

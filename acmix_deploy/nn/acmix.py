@@ -94,7 +94,10 @@ class ACmix(nn.Module):
 
     def positional(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         """conv_p over the coordinate grid: (1, head_dim, h, w); depends on weights and size only."""
-        return self.conv_p(position_grid(h, w, device))
+        grid = position_grid(h, w, device)
+        if self.conv_p.weight.dtype != grid.dtype:  # float64 models (exactness checks); float32: untouched
+            grid = grid.to(self.conv_p.weight.dtype)
+        return self.conv_p(grid)
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Eq. 9-10 with the official relative position term, by unfolding k_att^2 neighbours."""

@@ -1,5 +1,6 @@
 """Deploy forms of the ACmix blocks: the same function as the reference blocks, shaped for inference
-engines (paper section 4.3 plus exact algebraic folds).
+engines (paper section 4.3 plus exact algebraic folds). Folds are computed in float64 and stored in the
+reference's dtype, so a float64 reference gives a float64 deploy form (the exactness tests use that).
 
 ResNet-ACmix block (`ACmixDeploy`), all folds exact in real arithmetic:
 
@@ -34,14 +35,15 @@ from acmix_deploy.errors import AcmixError
 from acmix_deploy.nn.acmix import ACmix, out_size
 from acmix_deploy.nn.local_attention import LocalAttention
 
-CONV_FORMS = ("split", "grouped", "dense")
+CONV_FORMS = ("grouped", "split", "dense")
+DEFAULT_CONV_FORM = "grouped"  # fastest end to end in ONNX Runtime CPU, 2 threads (export_latency.py)
 
 
 # --------------------------------------------------------------------------------------------------
 # ResNet-ACmix
 # --------------------------------------------------------------------------------------------------
 def _conv1x1(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
-    conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=bias is not None)
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=bias is not None, dtype=weight.dtype)
     conv.weight.data.copy_(weight.reshape(conv.weight.shape))
     if bias is not None:
         conv.bias.data.copy_(bias)
@@ -79,13 +81,14 @@ class DenseConvPath(nn.Module):
                 piece = w_shift[:, t * heads + h]  # (C, k, k)
                 weights += piece[:, None] * w_t[rows][:, :, None, None]
                 bias_kernel[:, 0] += piece * b_t[rows][:, None, None]
-        self.conv = nn.Conv2d(block.in_planes, c, k, s, k // 2, bias=True)
+        dtype = block.conv1.weight.dtype
+        self.conv = nn.Conv2d(block.in_planes, c, k, s, k // 2, bias=True, dtype=dtype)
         ones = torch.ones(1, 1, height, width, dtype=torch.float64)
         bias_map = F.conv2d(ones, bias_kernel, None, s, k // 2, 1, 1)  # (1, C, Ho, Wo)
         interior = bias_map[0, :, bias_map.shape[2] // 2, bias_map.shape[3] // 2]
-        self.conv.weight.data.copy_(weights.float())
-        self.conv.bias.data.copy_(interior.float())
-        border = (bias_map - interior[None, :, None, None]).float()
+        self.conv.weight.data.copy_(weights)
+        self.conv.bias.data.copy_(interior)
+        border = (bias_map - interior[None, :, None, None]).to(dtype)
         self.register_buffer("border_bias", border if border.abs().max() > 0 else None, persistent=False)
 
     def forward(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -111,8 +114,9 @@ class GroupedConvPath(nn.Module):
         w = _folded_shift_weight(block)
         w[:, :heads] /= q_scale  # pieces come from the scaled q
         w[:, 2 * heads :] /= v_scale  # and the rate1-scaled v
-        self.dep_conv = nn.Conv2d(hd * 3 * heads, c, k, block.stride, k // 2, groups=hd, bias=False)
-        self.dep_conv.weight.data.copy_(w.float())
+        self.dep_conv = nn.Conv2d(hd * 3 * heads, c, k, block.stride, k // 2, groups=hd, bias=False,
+                                  dtype=block.conv1.weight.dtype)
+        self.dep_conv.weight.data.copy_(w)
 
     def forward(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return self.dep_conv(_stack_pieces(q, k, v, self.heads, self.head_dim))
@@ -121,8 +125,8 @@ class GroupedConvPath(nn.Module):
 class SplitConvPath(nn.Module):
     """fc and dep_conv kept as two convs (scales and rate2 folded into fc): a grouped 1x1 conv
     (3 * heads -> k^2 per head-dim group) then the reference grouped 3x3 dep_conv (k^2 -> heads).
-    Fewer MACs than the folded 3 * heads-input conv, and ONNX Runtime's grouped conv cost grows with
-    the inputs per group, so this is its fastest form."""
+    Fewer MACs and less CPU time than the folded conv in ONNX Runtime, but one more node; on 2 threads
+    the folded form measured slightly faster end to end (benchmarks/export_latency.py)."""
 
     def __init__(self, block: ACmix, q_scale: float, v_scale: float):
         super().__init__()
@@ -131,9 +135,10 @@ class SplitConvPath(nn.Module):
         fc = block.fc.weight.detach().double().reshape(k * k, 3 * heads) * block.rate2.detach().double()
         fc[:, :heads] /= q_scale
         fc[:, 2 * heads :] /= v_scale
-        self.fc = nn.Conv2d(hd * 3 * heads, hd * k * k, 1, groups=hd, bias=False)
-        self.fc.weight.data.copy_(fc.float()[None].expand(hd, -1, -1).reshape(hd * k * k, 3 * heads, 1, 1))
-        self.dep_conv = nn.Conv2d(hd * k * k, c, k, block.stride, k // 2, groups=hd, bias=False)
+        dtype = block.conv1.weight.dtype
+        self.fc = nn.Conv2d(hd * 3 * heads, hd * k * k, 1, groups=hd, bias=False, dtype=dtype)
+        self.fc.weight.data.copy_(fc[None].expand(hd, -1, -1).reshape(hd * k * k, 3 * heads, 1, 1))
+        self.dep_conv = nn.Conv2d(hd * k * k, c, k, block.stride, k // 2, groups=hd, bias=False, dtype=dtype)
         self.dep_conv.weight.data.copy_(block.dep_conv.weight.detach())
 
     def forward(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -151,8 +156,9 @@ class ShiftTensorConvPath(nn.Module):
         fc = block.fc.weight.detach().double().reshape(k * k, 3 * heads) * block.rate2.detach().double()
         fc[:, :heads] /= q_scale
         fc[:, 2 * heads :] /= v_scale
-        self.fc = nn.Conv2d(hd * 3 * heads, hd * k * k, 1, groups=hd, bias=False)
-        self.fc.weight.data.copy_(fc.float()[None].expand(hd, -1, -1).reshape(hd * k * k, 3 * heads, 1, 1))
+        dtype = block.conv1.weight.dtype
+        self.fc = nn.Conv2d(hd * 3 * heads, hd * k * k, 1, groups=hd, bias=False, dtype=dtype)
+        self.fc.weight.data.copy_(fc[None].expand(hd, -1, -1).reshape(hd * k * k, 3 * heads, 1, 1))
 
     def forward(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         h, w = q.shape[-2:]
@@ -176,7 +182,7 @@ class ACmixDeploy(nn.Module):
         block: ACmix,
         height: int,
         width: int,
-        conv_form: str = "split",
+        conv_form: str = DEFAULT_CONV_FORM,
         attn_block: int | None = None,
         attn_mode: str | None = None,
     ):
@@ -210,7 +216,7 @@ class ACmixDeploy(nn.Module):
                 pe = block.positional(height, width, torch.device("cpu")).detach()  # (1, hd, H, W)
             self.attention = LocalAttention(
                 heads, hd, height, width, block.kernel_att, block.stride, attn_block, attn_mode,
-                key_offset=pe, dim_major=dim_major,
+                key_offset=pe, dim_major=dim_major, dtype=pe.dtype,
             )
         if self.conv_form == "dense":
             self.conv_path = DenseConvPath(block, height, width)
@@ -254,7 +260,8 @@ def _input_sizes(model: nn.Module, img_size: int, kinds: tuple[type, ...]) -> di
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in shadow.named_modules() if isinstance(m, kinds)]
     try:
         with torch.no_grad():
-            shadow(torch.zeros(1, 3, img_size, img_size, device="meta"))
+            dtype = next(shadow.parameters()).dtype
+            shadow(torch.zeros(1, 3, img_size, img_size, device="meta", dtype=dtype))
     finally:
         for h in handles:
             h.remove()

@@ -96,7 +96,7 @@ class HaloGeometry:
     halo_size: int
     query_index: np.ndarray  # (n_blocks * b * b,) flat input positions of the queries, block-major
     key_index: np.ndarray  # (n_blocks * halo_size,) flat input positions of the halo keys
-    mask: np.ndarray  # (1 or n_blocks, b * b, halo_size) additive float32 mask
+    mask: np.ndarray  # (1 or n_blocks, b * b, halo_size) additive float64 mask (0 / log multiplicity / -inf)
     output_index: np.ndarray  # (out_h * out_w,) row of the blocked output for each output pixel
 
 
@@ -120,7 +120,7 @@ def halo_geometry(height: int, width: int, k: int, stride: int, block: int, mode
     cnt = ay.counts[:, None, :, None, :, None] * ax.counts[None, :, None, :, None, :]  # nby nbx b b Ly Lx
     cnt = cnt.reshape(ay.n_blocks * ax.n_blocks, b * b, ay.halo * ax.halo).astype(np.float64)
     with np.errstate(divide="ignore"):
-        mask = np.where(cnt > 0, np.log(np.maximum(cnt, 1.0)), -np.inf).astype(np.float32)
+        mask = np.where(cnt > 0, np.log(np.maximum(cnt, 1.0)), -np.inf)
     if (mask == mask[:1]).all():
         mask = mask[:1]
     out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
@@ -168,6 +168,7 @@ class LocalAttention(nn.Module):
         mode: str | None = None,
         key_offset: torch.Tensor | None = None,
         dim_major: bool = False,
+        dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
         auto_block, auto_mode = choose_block(height, width, k, stride)
@@ -180,10 +181,10 @@ class LocalAttention(nn.Module):
         self.register_buffer("query_index", torch.from_numpy(geo.query_index), persistent=False)
         self.register_buffer("key_index", torch.from_numpy(geo.key_index), persistent=False)
         self.register_buffer("output_index", torch.from_numpy(geo.output_index), persistent=False)
-        self.register_buffer("mask", torch.from_numpy(geo.mask), persistent=False)
+        self.register_buffer("mask", torch.from_numpy(geo.mask).to(dtype), persistent=False)
         # (HW, head_dim) term subtracted from every head's keys (the folded position encoding)
         if key_offset is not None:
-            key_offset = key_offset.reshape(head_dim, height * width).t().contiguous()
+            key_offset = key_offset.reshape(head_dim, height * width).t().contiguous().to(dtype)
         self.register_buffer("key_offset", key_offset, persistent=False)
 
     def _rows(self, t: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ def _rolled_order(h: int, w: int, shift: int) -> torch.Tensor:
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
     lin.weight.data.copy_(weight)
     if bias is not None:
         lin.bias.data.copy_(bias)
@@ -75,6 +75,19 @@ class SwinAttentionPath(nn.Module):
         return self.proj(out.index_select(1, self.output_index))
 
 
+class ChannelMix(nn.Module):
+    """fc as a MatMul over the channel axis of a (B, C_in, N) tensor: one GEMM with N = H * W * head_dim.
+    (As a 1x1 Conv, ONNX Runtime pads its 9 output channels to the NCHWc block and reorders back.)"""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight.clone())  # (C_out, C_in)
+        self.bias = nn.Parameter(bias.clone().reshape(-1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.weight, x) + self.bias
+
+
 class SwinConvPath(nn.Module):
     """The ACmix conv path from qkv rows (q pre-scaled): fc over the stacked head pieces, the grouped
     shift conv, both inside the rolled frame; output rows in the original frame."""
@@ -87,10 +100,9 @@ class SwinConvPath(nn.Module):
         rate2 = ref.rate2.detach().double()
         fc_w = ref.fc.weight.detach().double().reshape(9, 3 * nh) * rate2
         fc_w[:, :nh] /= q_scale
-        self.fc = nn.Conv2d(3 * nh, 9, 1, bias=True)
-        self.fc.weight.data.copy_(fc_w.float().reshape(9, 3 * nh, 1, 1))
-        self.fc.bias.data.copy_((ref.fc.bias.detach().double() * rate2).float())
-        self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=False)
+        dtype = ref.qkv.weight.dtype
+        self.fc = ChannelMix(fc_w.to(dtype), (ref.fc.bias.detach().double() * rate2).to(dtype))
+        self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
         self.dep_conv.weight.data.copy_(ref.dep_conv.weight.detach())
         if shift:
             order = _rolled_order(h, w, shift)
@@ -103,8 +115,10 @@ class SwinConvPath(nn.Module):
         nh, hd, h, w = self.heads, self.head_dim, self.height, self.width
         if self.roll_index is not None:
             qkv = qkv.index_select(1, self.roll_index)
-        pieces = qkv.reshape(-1, h * w, 3 * nh, hd).transpose(1, 2)  # (B, 3 heads, HW, hd)
-        f = self.fc(pieces).permute(0, 3, 1, 2).reshape(-1, 9 * hd, h, w)  # channel d * 9 + j
+        # (B, HW, 3C) -> (B, 3 heads, hd * HW): a plain 2-D transpose; fc mixes the 3 heads pieces,
+        # then (B, 9, hd, HW) -> (B, hd, 9, HW) moves whole maps into dep_conv's channel order d * 9 + j
+        pieces = qkv.transpose(1, 2).reshape(-1, 3 * nh, hd * h * w)
+        f = self.fc(pieces).reshape(-1, 9, hd, h * w).transpose(1, 2).reshape(-1, 9 * hd, h, w)
         out = self.dep_conv(f).reshape(-1, nh * hd, h * w).transpose(1, 2)  # (B, HW, C) rolled rows
         if self.unroll_index is not None:
             out = out.index_select(1, self.unroll_index)

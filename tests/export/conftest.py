@@ -13,8 +13,8 @@ from tests.conftest import small_overrides
 # How each registered model is exported in the tests: small widths and resolutions, every option
 # exercised by one model or another (dynamic batch, fixed batch > 1, features, optimize).
 EXPORT_OPTIONS: dict[str, dict[str, Any]] = {
-    "resnet_acmix26": {"optimize": True},
-    "resnet_acmix38": {"dynamic_batch": True},
+    "resnet_acmix26": {"optimize": True, "dynamic_batch": True},
+    "resnet_acmix38": {},
     "resnet_acmix50": {"features": True},
     "swin_acmix_t": {},
     "swin_acmix_s": {},
@@ -22,7 +22,7 @@ EXPORT_OPTIONS: dict[str, dict[str, Any]] = {
     "resnet38": {"batch": 2},
     "resnet50": {},
     "swin_t": {},
-    "swin_s": {"dynamic_batch": True},
+    "swin_s": {},
 }
 
 

@@ -154,3 +154,24 @@ def test_reference_model_is_untouched():
     switch_to_deploy(model, 64)
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("name,conv_form", [("resnet_acmix26", "grouped"), ("resnet_acmix26", "dense"),
+                                            ("swin_acmix_t", None)])
+def test_folds_are_exact_in_float64(name, conv_form):
+    """In float64 the deploy form equals the reference to ~1e-12: every fold is exact algebra, the
+    float32 differences are rounding only."""
+    torch.manual_seed(0)
+    ov = small_overrides(name)
+    model = create_model(name, **ov).double()
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if any(t in pname for t in ("rate", "dep_conv", "fc.bias", "relative_position", "conv_p")):
+                p.normal_(0, 0.5)
+    options = {"conv_form": conv_form} if conv_form else {}
+    deployed = switch_to_deploy(model, ov["img_size"], **options)
+    x = torch.randn(2, 3, ov["img_size"], ov["img_size"], dtype=torch.float64)
+    with torch.no_grad():
+        for ref, got in zip(model.forward_stages(x), deployed.forward_stages(x)):
+            assert got.dtype == torch.float64
+            assert_same(ref, got, rtol=1e-11)

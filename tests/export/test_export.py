@@ -15,7 +15,7 @@ from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError, ParityError
 from acmix_deploy.export import (
     FEATURE_NAMES, METADATA_KEYS, _run_passes, check_input_size, default_filename, export_onnx, input_size,
-    verification_images,
+    settle_batchnorm, verification_images,
 )
 from acmix_deploy.registry import create_model, get_card, list_models
 from tests.export.conftest import EXPORT_OPTIONS, small_export_kwargs
@@ -51,10 +51,13 @@ def _acmix_block_paths(model_name: str) -> list[str]:
 
 
 def _reference(name: str) -> torch.nn.Module:
+    """The reference model export_onnx verified against: same seed, same settled BatchNorm."""
     kwargs = small_export_kwargs(name)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # the seed export_onnx builds random-init models with
-        return create_model(name, img_size=kwargs["img_size"], **kwargs["overrides"])
+        torch.manual_seed(0)
+        model = create_model(name, img_size=kwargs["img_size"], **kwargs["overrides"])
+    settle_batchnorm(model, model.card, kwargs["img_size"])
+    return model
 
 
 def test_all_registered_models_are_covered():
@@ -137,7 +140,7 @@ def test_missing_graph_passes_are_skipped_with_a_note(monkeypatch):
 def test_dynamic_batch_runs_at_batch_1_and_8(small_export):
     from acmix_deploy.ort import make_session, run
 
-    name = "resnet_acmix38"
+    name = "resnet_acmix26"
     result = small_export(name)
     reference = _reference(name)
     session = make_session(str(result.path), threads=2)
@@ -161,9 +164,9 @@ def test_features_export_has_four_stage_maps(small_export):
 
 
 def test_reexport_is_byte_identical(small_export, tmp_path):
-    first = small_export("resnet_acmix26")
-    again = export_onnx("resnet_acmix26", output=tmp_path / "again.onnx", verify=False,
-                        **small_export_kwargs("resnet_acmix26"))
+    first = small_export("swin_acmix_t")
+    again = export_onnx("swin_acmix_t", output=tmp_path / "again.onnx", verify=False,
+                        **small_export_kwargs("swin_acmix_t"))
     assert again.path.read_bytes() == first.path.read_bytes()
 
 
@@ -187,7 +190,7 @@ def test_failed_verification_leaves_no_file(small_export, tmp_path, monkeypatch)
 
 
 def test_input_size_check(small_export):
-    path = small_export("resnet_acmix26").path
+    path = small_export("resnet_acmix26").path  # dynamic batch, fixed H and W
     check_input_size(path, 64, 64)
     check_input_size(onnx.load(str(path)), 64, 64)
     assert input_size(path) == (64, 64)
@@ -253,3 +256,31 @@ def test_cli_export_tensor_shift_into_workspace(capsys, tmp_path):
     conv_path = [n for n in model.graph.node if ".conv_path" in n.name]
     assert not any(n.op_type == "Conv" and "dep_conv" in n.name for n in conv_path)
     assert any(n.op_type == "Slice" for n in conv_path)
+
+
+def test_checkpoint_export_uses_its_size_classes_and_hash(tmp_path):
+    """A toolkit checkpoint supplies the model's overrides (size, width, classes); its sha256 is recorded."""
+    from acmix_deploy.checkpoint import save_checkpoint
+    from acmix_deploy.fileio import sha256_file
+
+    overrides = dict(width=16, img_size=48, num_classes=3)
+    model = create_model("resnet26", **overrides)
+    settle_batchnorm(model, model.card, 48)  # trained-like statistics
+    ckpt = save_checkpoint(model, tmp_path / "r26.pt", classes=["a", "b", "c"])
+    result = export_onnx("resnet26", checkpoint=ckpt, output=tmp_path / "r26.onnx", optimize=False)
+    assert result.verified and result.img_size == 48
+    meta = _meta(onnx.load(str(result.path)))
+    assert meta["checkpoint_sha256"] == sha256_file(ckpt)
+    assert meta["classes"] == ["a", "b", "c"] and meta["num_classes"] == 3 and meta["input_size"] == [3, 48, 48]
+
+
+def test_learned_shift_kernels_refuse_fixed_shift_export(tmp_path):
+    from acmix_deploy.checkpoint import save_checkpoint
+
+    model = create_model("resnet_acmix26", width=16, k_att=3, img_size=64)
+    with torch.no_grad():
+        model.layer1[0].conv2.dep_conv.weight.add_(0.1)  # learned, no longer one-hot
+    ckpt = save_checkpoint(model, tmp_path / "learned.pt")
+    with pytest.raises(AcmixError, match="shift='group'"):
+        export_onnx("resnet_acmix26", checkpoint=ckpt, shift="fixed", output=tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
