@@ -327,14 +327,15 @@ def verify_model(reference_model, model_bytes: bytes, card, img_size: int, batch
     return [compare(ref[name], got[name], FP32_TOL, name=name) for name in ref]
 
 
-def settle_batchnorm(model, card, img_size: int, n_images: int = 8, seed: int = 1) -> bool:
+def settle_batchnorm(model, card, img_size: int, n_images: int = 8, seed: int = 1, reference=None) -> bool:
     """Give a random-init model BatchNorm statistics from one batch of seeded images (in place).
 
     Freshly initialised ResNets keep BatchNorm's identity statistics, so activations grow block after
     block (ResNet-ACmix-50 at 224 px reaches attention logits of 1e12) and any two float32
     implementations disagree: parity would test the initialisation, not the export. With settled
     statistics activations have a trained network's scale. Models without BatchNorm are untouched
-    (returns False).
+    (returns False). With `reference`, `model` is its deploy form (same function, same BatchNorm module
+    paths, many times faster in eager PyTorch): the statistics are computed there and copied into both.
     """
     import torch
 
@@ -352,6 +353,12 @@ def settle_batchnorm(model, card, img_size: int, n_images: int = 8, seed: int = 
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
         m.eval()
+    if reference is not None:
+        settled = dict(model.named_buffers())
+        with torch.no_grad():
+            for name, buf in reference.named_buffers():
+                if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
+                    buf.copy_(settled[name])
     return True
 
 
@@ -485,10 +492,10 @@ def export_onnx(
         _probe_writable(dest)
     notes: list[str] = []
     checkpoint_sha = sha256_file(checkpoint) if checkpoint is not None else None
-    if checkpoint is None and settle_batchnorm(reference, card, size):
+    deployed = switch_to_deploy(reference, size, **(deploy_options or {}))
+    if checkpoint is None and settle_batchnorm(deployed, card, size, reference=reference):
         notes.append("no checkpoint: random weights, BatchNorm statistics settled on seeded images")
         log(notes[-1])
-    deployed = switch_to_deploy(reference, size, **(deploy_options or {}))
     extra: dict[str, Any] = {
         "outputs": list(FEATURE_NAMES) if features else [LOGITS_NAME],
         "shift": shift if card.is_acmix else None,

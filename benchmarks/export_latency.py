@@ -14,7 +14,8 @@
    with ONNX Runtime's profiler: shares by op type and by ACmix part (stage I, attention, conv path,
    rest), mapped back through ONNX Runtime's fused node names.
 
-Random-init weights (the latency does not depend on them). Files go to a temporary folder.
+Random-init weights (the latency does not depend on them). Files go to a temporary folder, or to
+--workdir, where a rerun reuses them.
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--skip-export-timing", action="store_true")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep the exported files here (reused by reruns)")
     args = ap.parse_args()
     if args.runs < 20:
         ap.error("--runs must be >= 20")
@@ -166,10 +168,11 @@ def main() -> None:
     report: dict = {"threads": args.threads, "runs": args.runs, "size": args.size, "loadavg_start": os.getloadavg(),
                     "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = args.workdir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         if not args.skip_export_timing:
             t0 = time.perf_counter()
-            result = export_onnx("resnet_acmix50", img_size=args.size, output=folder / "resnet_acmix50.onnx")
+            result = export_onnx("resnet_acmix50", img_size=args.size, output=folder / "timed_resnet_acmix50.onnx")
             report["export_seconds_resnet_acmix50"] = time.perf_counter() - t0
             report["export_parity"] = result.parity
             print(f"export resnet_acmix50 incl. verification: {report['export_seconds_resnet_acmix50']:.1f} s")

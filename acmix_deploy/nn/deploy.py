@@ -213,7 +213,7 @@ class ACmixDeploy(nn.Module):
             setattr(self, name, _conv1x1(w, b))
         if self.use_attention:
             with torch.no_grad():
-                pe = block.positional(height, width, torch.device("cpu")).detach()  # (1, hd, H, W)
+                pe = block.positional(height, width, block.conv_p.weight.device).detach()  # (1, hd, H, W)
             self.attention = LocalAttention(
                 heads, hd, height, width, block.kernel_att, block.stride, attn_block, attn_mode,
                 key_offset=pe, dim_major=dim_major, dtype=pe.dtype,
@@ -296,5 +296,6 @@ def switch_to_deploy(model: nn.Module, img_size: int | None = None, **options: A
     sizes = _input_sizes(deployed, img_size, (ACmix,))
     for name, block in blocks:
         h, w = sizes[name]
-        _set_module(deployed, name, ACmixDeploy(block, h, w, **options))
+        device = block.conv1.weight.device
+        _set_module(deployed, name, ACmixDeploy(block, h, w, **options).to(device))
     return deployed

@@ -21,7 +21,6 @@ Nothing here depends on the batch size; the geometry (indices, masks) is fixed b
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,7 +216,3 @@ class LocalAttention(nn.Module):
             f"blocks={g.n_blocks}"
         )
 
-
-def reference_scale(head_dim: int) -> float:
-    """The attention scale the reference applies to q."""
-    return head_dim**-0.5 if head_dim else math.nan

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from acmix_deploy.archs.swin import SwinBlock, SwinTransformer, WindowAttention, window_partition
 
@@ -102,8 +103,11 @@ class SwinConvPath(nn.Module):
         fc_w[:, :nh] /= q_scale
         dtype = ref.qkv.weight.dtype
         self.fc = ChannelMix(fc_w.to(dtype), (ref.fc.bias.detach().double() * rate2).to(dtype))
-        self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
-        self.dep_conv.weight.data.copy_(ref.dep_conv.weight.detach())
+        # --shift tensor: explicit shifted slices instead of the grouped conv (paper Fig. 3a / Table 7)
+        self.explicit_shift = ref.dep_conv.mode == "tensor"
+        if not self.explicit_shift:
+            self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
+            self.dep_conv.weight.data.copy_(ref.dep_conv.weight.detach())
         if shift:
             order = _rolled_order(h, w, shift)
             self.register_buffer("roll_index", order, persistent=False)
@@ -119,7 +123,16 @@ class SwinConvPath(nn.Module):
         # then (B, 9, hd, HW) -> (B, hd, 9, HW) moves whole maps into dep_conv's channel order d * 9 + j
         pieces = qkv.transpose(1, 2).reshape(-1, 3 * nh, hd * h * w)
         f = self.fc(pieces).reshape(-1, 9, hd, h * w).transpose(1, 2).reshape(-1, 9 * hd, h, w)
-        out = self.dep_conv(f).reshape(-1, nh * hd, h * w).transpose(1, 2)  # (B, HW, C) rolled rows
+        if self.explicit_shift:
+            padded = F.pad(f, (1, 1, 1, 1)).reshape(-1, hd, 9, h + 2, w + 2)
+            total = padded[:, :, 0, 0:h, 0:w]
+            for i in range(1, 9):
+                dy, dx = divmod(i, 3)
+                total = total + padded[:, :, i, dy : dy + h, dx : dx + w]
+            # every output of group d is the same map: (B, HW, hd, 1), broadcast by the caller
+            out = total.reshape(-1, hd, h * w).transpose(1, 2).unsqueeze(-1)
+        else:
+            out = self.dep_conv(f).reshape(-1, nh * hd, h * w).transpose(1, 2)  # (B, HW, C) rolled rows
         if self.unroll_index is not None:
             out = out.index_select(1, self.unroll_index)
         return out
@@ -145,7 +158,13 @@ class WindowAttentionDeploy(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qkv = self.qkv(x)
         out = self.attention(qkv)
-        return out if self.conv_path is None else out + self.conv_path(qkv)
+        if self.conv_path is None:
+            return out
+        conv = self.conv_path(qkv)
+        if conv.dim() == 4:  # explicit shifts: (B, HW, hd, 1) over output channels o = d * heads + j
+            b, n, c = out.shape
+            return (out.reshape(b, n, conv.shape[2], -1) + conv).reshape(b, n, c)
+        return out + conv
 
 
 class SwinBlockDeploy(nn.Module):
@@ -167,5 +186,5 @@ def switch_swin_to_deploy(model: SwinTransformer, **options) -> SwinTransformer:
     if options:
         raise TypeError(f"Swin deploy takes no options, got {', '.join(sorted(options))}")
     for layer in model.layers:
-        layer.blocks = nn.ModuleList(SwinBlockDeploy(b) for b in layer.blocks)
+        layer.blocks = nn.ModuleList(SwinBlockDeploy(b).to(b.norm1.weight.device) for b in layer.blocks)
     return model

@@ -175,3 +175,21 @@ def test_folds_are_exact_in_float64(name, conv_form):
         for ref, got in zip(model.forward_stages(x), deployed.forward_stages(x)):
             assert got.dtype == torch.float64
             assert_same(ref, got, rtol=1e-11)
+
+
+@pytest.mark.parametrize("shift", ["fixed", "tensor"])
+def test_swin_shift_modes(shift):
+    """Swin-ACmix with frozen one-hot shifts: grouped conv (fixed) or explicit shifted slices (tensor)."""
+    torch.manual_seed(0)
+    ov = small_overrides("swin_acmix_t")
+    model = create_model("swin_acmix_t", shift=shift, **ov)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "rate" in pname or "fc." in pname:
+                p.normal_(0, 0.5)
+    deployed = switch_to_deploy(model, ov["img_size"])
+    conv_path = deployed.layers[0].blocks[1].attn.conv_path
+    assert conv_path.explicit_shift == (shift == "tensor") and hasattr(conv_path, "dep_conv") == (shift != "tensor")
+    x = torch.randn(2, 3, ov["img_size"], ov["img_size"])
+    with torch.no_grad():
+        assert_same(model(x), deployed(x), MODEL_RTOL)

@@ -56,7 +56,9 @@ def _reference(name: str) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = create_model(name, img_size=kwargs["img_size"], **kwargs["overrides"])
-    settle_batchnorm(model, model.card, kwargs["img_size"])
+    from acmix_deploy.nn.deploy import switch_to_deploy
+
+    settle_batchnorm(switch_to_deploy(model, kwargs["img_size"]), model.card, kwargs["img_size"], reference=model)
     return model
 
 
