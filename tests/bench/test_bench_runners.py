@@ -60,17 +60,6 @@ def test_torch_deploy_uses_the_deploy_form(source):
     runner.close()
 
 
-def test_torch_deploy_without_a_deploy_form_is_unavailable():
-    try:
-        from acmix_deploy.nn import switch_to_deploy  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("acmix_deploy.nn.switch_to_deploy exists: every model has a deploy form")
-    with pytest.raises(BackendUnavailable, match="no deploy form"):
-        create_runner("torch-deploy", S.resolver("tiny_plain"), OPTS)
-
-
 def test_backends_that_need_something_else_say_what(source, tmp_path):
     onnx_only = ModelSource(label="x", onnx_path=source.onnx_path)
     with pytest.raises(BackendUnavailable, match="PyTorch model"):

@@ -81,11 +81,3 @@ def test_bad_arguments_are_one_line(trained, tmp_path, capsys):
     assert code == 2 and "no onnx-optimized/onnx artifact" in err
 
 
-def test_build_trt_model_needs_export_module(trt_flavour, capsys):
-    try:
-        import acmix_deploy.export  # noqa: F401
-    except ImportError:
-        code, _, err = run_cli(["build-trt", "--model", "resnet_acmix26"], capsys)
-        assert code == 2 and "--model needs acmix_deploy.export" in err
-    else:
-        pytest.skip("acmix_deploy.export is present: covered by tests/trt/test_zoo.py")
