@@ -391,6 +391,29 @@ def _run_passes(proto, log: Callable[[str], None], notes: list[str]):
 # --------------------------------------------------------------------------------------------------
 # the export command's library function
 # --------------------------------------------------------------------------------------------------
+def reference_and_deploy(
+    model_name: str,
+    checkpoint: str | os.PathLike[str] | None = None,
+    build: dict[str, Any] | None = None,
+    deploy_options: dict[str, Any] | None = None,
+):
+    """(reference model, its deploy form, whether BatchNorm was settled) exactly as export_onnx builds
+    them: random-init models are seeded (reproducible files) and get settled BatchNorm statistics.
+    Benchmarks and tests use this to run the same reference the export verified against."""
+    import torch
+
+    from acmix_deploy.nn.deploy import switch_to_deploy
+    from acmix_deploy.registry import create_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        reference = create_model(model_name, checkpoint=checkpoint, **(build or {}))
+    size = int(reference.card.input_size)
+    deployed = switch_to_deploy(reference, size, **(deploy_options or {}))
+    settled = checkpoint is None and settle_batchnorm(deployed, reference.card, size, reference=reference)
+    return reference, deployed, settled
+
+
 def _probe_writable(dest: Path) -> None:
     """Fail in a second, not after the export, when the output cannot be written."""
     from acmix_deploy.fileio import ensure_writable_dir
@@ -448,9 +471,8 @@ def export_onnx(
     window, ...); `deploy_options` go to switch_to_deploy (conv_form, attn_block, attn_mode).
     Raises AcmixError for bad input and ParityError (nothing written) when verification fails.
     """
-    from acmix_deploy.nn.deploy import switch_to_deploy
     from acmix_deploy.nn.shift import SHIFT_MODES
-    from acmix_deploy.registry import create_model, get_card
+    from acmix_deploy.registry import get_card
 
     log = log or (lambda _msg: None)
     t0 = time.perf_counter()
@@ -477,11 +499,7 @@ def export_onnx(
         build["img_size"] = int(requested)  # else: the checkpoint's training size, else the card's
     if card.is_acmix:
         build["shift"] = shift
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # random-init models (no checkpoint) export reproducibly too
-        reference = create_model(model_name, checkpoint=checkpoint, **build)
+    reference, deployed, settled = reference_and_deploy(model_name, checkpoint, build, deploy_options)
     card = reference.card
     size = int(card.input_size)
     recorded = output is None
@@ -492,8 +510,7 @@ def export_onnx(
         _probe_writable(dest)
     notes: list[str] = []
     checkpoint_sha = sha256_file(checkpoint) if checkpoint is not None else None
-    deployed = switch_to_deploy(reference, size, **(deploy_options or {}))
-    if checkpoint is None and settle_batchnorm(deployed, card, size, reference=reference):
+    if settled:
         notes.append("no checkpoint: random weights, BatchNorm statistics settled on seeded images")
         log(notes[-1])
     extra: dict[str, Any] = {

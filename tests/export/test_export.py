@@ -15,7 +15,7 @@ from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError, ParityError
 from acmix_deploy.export import (
     FEATURE_NAMES, METADATA_KEYS, _run_passes, check_input_size, default_filename, export_onnx, input_size,
-    settle_batchnorm, verification_images,
+    reference_and_deploy, settle_batchnorm, verification_images,
 )
 from acmix_deploy.registry import create_model, get_card, list_models
 from tests.export.conftest import EXPORT_OPTIONS, small_export_kwargs
@@ -53,13 +53,7 @@ def _acmix_block_paths(model_name: str) -> list[str]:
 def _reference(name: str) -> torch.nn.Module:
     """The reference model export_onnx verified against: same seed, same settled BatchNorm."""
     kwargs = small_export_kwargs(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = create_model(name, img_size=kwargs["img_size"], **kwargs["overrides"])
-    from acmix_deploy.nn.deploy import switch_to_deploy
-
-    settle_batchnorm(switch_to_deploy(model, kwargs["img_size"]), model.card, kwargs["img_size"], reference=model)
-    return model
+    return reference_and_deploy(name, build={"img_size": kwargs["img_size"], **kwargs["overrides"]})[0]
 
 
 def test_all_registered_models_are_covered():
