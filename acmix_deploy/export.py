@@ -177,7 +177,11 @@ def to_onnx_proto(
     graph_name: str = "main_graph",
 ):
     """Export a (deploy-form) module with the torch.export-based exporter; deterministic ModelProto."""
+    import logging
     import warnings
+
+    # The exporter warns once per torchvision operator when torchvision is absent; we export none.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
     import onnx
     import torch
