@@ -177,7 +177,11 @@ def to_onnx_proto(
     graph_name: str = "main_graph",
 ):
     """Export a (deploy-form) module with the torch.export-based exporter; deterministic ModelProto."""
+    import logging
     import warnings
+
+    # The exporter warns once per torchvision operator when torchvision is absent; we export none.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
     import onnx
     import torch
@@ -429,8 +433,26 @@ def _probe_writable(dest: Path) -> None:
     os.unlink(tmp)
 
 
+def _defaults_from_checkpoint(
+    model_name: str | None, checkpoint: str | os.PathLike[str] | None, overrides: dict[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """Checkpoints written by this toolkit name their model and overrides: use them as defaults."""
+    from acmix_deploy.checkpoint import read_checkpoint
+
+    overrides = dict(overrides or {})
+    if checkpoint is not None:
+        saved = read_checkpoint(checkpoint).meta.get("build", {})
+        if model_name is None:
+            model_name = saved.get("name")
+        if model_name is not None and model_name == saved.get("name"):
+            overrides = {**saved.get("overrides", {}), **overrides}
+    if model_name is None:
+        raise AcmixError("give --model NAME (the checkpoint does not say which model it holds)")
+    return model_name, overrides
+
+
 def export_onnx(
-    model_name: str,
+    model_name: str | None,
     checkpoint: str | os.PathLike[str] | None = None,
     img_size: int | None = None,
     batch: int = 1,
@@ -466,6 +488,7 @@ def export_onnx(
         raise AcmixError(f"unknown shift mode {shift!r}; choose one of {', '.join(SHIFT_MODES)}")
     if opset < 18:
         raise AcmixError(f"opset {opset} is too old: the exporter needs opset >= 18")
+    model_name, overrides = _defaults_from_checkpoint(model_name, checkpoint, overrides)
     card = get_card(model_name)  # unknown names fail here, before any work
     requested = img_size or (overrides or {}).get("img_size")
     if requested is not None and int(requested) < 1:

@@ -10,10 +10,14 @@ import sys
 from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
 
-# Each import registers its commands on `app`.
+# Each import registers its commands on `app`, in the order `--help` lists them.
 from acmix_deploy.cli import models_cmd  # noqa: E402,F401
-from acmix_deploy.cli import optimize_cmd  # noqa: E402,F401
 from acmix_deploy.cli import export_cmd  # noqa: E402,F401
+from acmix_deploy.cli import optimize_cmd  # noqa: E402,F401
+from acmix_deploy.cli import convert_fp16_cmd, quantize_int8_cmd, build_trt_cmd, inspect_cmd  # noqa: E402,F401
+from acmix_deploy.cli import bench_cmd  # noqa: E402,F401
+from acmix_deploy.cli import profile_cmd  # noqa: E402,F401
+from acmix_deploy.cli import data_cmd, train_cmd, eval_cmd  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,10 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 @app.command("export")
 def export_command(
-    model: Annotated[str, typer.Option("--model", "-m", help="registered model name (see list-models)")],
+    model: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m", help="registered model name (see list-models); optional with a checkpoint written by acmix-deploy"),
+    ] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="weights to load (safe loading)")] = None,
     img_size: Annotated[Optional[int], typer.Option("--img-size", help="input side in px (default: the model card's)")] = None,
     batch: Annotated[int, typer.Option("--batch", help="fixed batch size")] = 1,

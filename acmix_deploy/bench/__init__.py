@@ -1,0 +1,31 @@
+"""Benchmarks and profiles: `bench()` (timing, statistics, memory, reports) and `profile()`.
+
+Names are resolved lazily so that importing a submodule (e.g. sources from runners) stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "bench": "acmix_deploy.bench.run",
+    "BenchResult": "acmix_deploy.bench.run",
+    "BenchRow": "acmix_deploy.bench.run",
+    "BenchConfig": "acmix_deploy.bench.run",
+    "profile": "acmix_deploy.bench.profile",
+    "ProfileResult": "acmix_deploy.bench.profile",
+    "LatencyStats": "acmix_deploy.bench.stats",
+    "summarize": "acmix_deploy.bench.stats",
+    "ModelSource": "acmix_deploy.bench.sources",
+    "render_markdown": "acmix_deploy.bench.markdown",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'acmix_deploy.bench' has no attribute {name!r}")

@@ -1,0 +1,199 @@
+"""What a benchmark or profile runs: a model name, an ONNX file or a TensorRT engine.
+
+`resolve_model(name, img_size, shift)` turns `--model NAME` into a ModelSource: a picklable torch
+factory (so memory can be measured in a child process) and a lazy ONNX export. It is the single
+integration point with acmix_deploy.registry / acmix_deploy.export; pass another resolver to
+bench()/profile() (tests do) to run stand-in models.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from acmix_deploy.errors import AcmixError
+
+DEFAULT_IMG_SIZE = 224
+
+
+@dataclass
+class ModelSource:
+    """Everything a runner may need for one model; fields a backend cannot use stay None."""
+
+    label: str
+    name: str | None = None
+    torch_factory: Callable[[], Any] | None = None  # picklable, returns an eval()-able nn.Module
+    onnx_path: Path | None = None
+    onnx_factory: Callable[[Path], Path] | None = None  # exports into a folder, returns the file
+    engine_path: Path | None = None
+    input_size: tuple[int, int] | None = None  # (H, W)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def require_onnx(self, workdir: Path) -> Path:
+        """The ONNX file, exported on first use into `workdir` when only a model name was given."""
+        if self.onnx_path is None:
+            if self.onnx_factory is None:
+                raise AcmixError(f"{self.label}: no ONNX model available")
+            workdir.mkdir(parents=True, exist_ok=True)
+            self.onnx_path = Path(self.onnx_factory(workdir))
+        return self.onnx_path
+
+    def with_onnx(self, path: Path) -> ModelSource:
+        return replace(self, onnx_path=path, onnx_factory=None)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "name": self.name,
+            "onnx": str(self.onnx_path) if self.onnx_path else None,
+            "engine": str(self.engine_path) if self.engine_path else None,
+            "input_size": list(self.input_size) if self.input_size else None,
+            "overrides": dict(self.overrides),
+        }
+
+
+Resolver = Callable[..., ModelSource]
+
+
+def _create_registry_model(name: str, overrides: dict[str, Any]) -> Any:
+    from acmix_deploy.registry import create_model
+
+    return create_model(name, **overrides).eval()
+
+
+def _export_registry_model(name: str, img_size: int | None, shift: str | None, workdir: Path) -> Path:
+    try:
+        from acmix_deploy.export import export_onnx
+    except ImportError as exc:
+        from acmix_deploy.runners import BackendUnavailable
+
+        raise BackendUnavailable(f"cannot export {name} to ONNX: acmix_deploy.export is unavailable ({exc})") from None
+    kwargs: dict[str, Any] = {"img_size": img_size, "dynamic_batch": True, "verify": False}
+    if shift is not None:
+        kwargs["shift"] = shift
+    result = export_onnx(name, output=str(Path(workdir) / f"{name}.onnx"), **kwargs)
+    return Path(result.path)
+
+
+def _card_size(card: Any) -> tuple[int, int] | None:
+    size = getattr(card, "input_size", None)
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    size = tuple(int(s) for s in size)
+    return (size[-2], size[-1]) if len(size) >= 2 else (size[0], size[0])
+
+
+def label_for(name: str, shift: str | None) -> str:
+    return f"{name}[shift={shift}]" if shift else name
+
+
+def resolve_model(name: str, img_size: int | None = None, shift: str | None = None) -> ModelSource:
+    """Registry model -> ModelSource (torch factory + lazy dynamic-batch ONNX export)."""
+    try:
+        from acmix_deploy import registry
+    except ImportError:
+        raise AcmixError("model names need acmix_deploy.registry, which is not installed") from None
+    if hasattr(registry, "list_models") and name not in registry.list_models():
+        raise AcmixError(f"unknown model {name!r}; choose from: {', '.join(registry.list_models())}")
+    overrides: dict[str, Any] = {}
+    if img_size is not None:
+        overrides["img_size"] = img_size
+    if shift is not None:
+        overrides["shift"] = shift
+    factory = functools.partial(_create_registry_model, name, overrides)
+    size = (img_size, img_size) if img_size else None
+    if size is None:
+        card = getattr(registry, "get_card", None)
+        model_card = card(name) if card else getattr(factory(), "card", None)
+        size = _card_size(model_card)
+    return ModelSource(
+        label=label_for(name, shift),
+        name=name,
+        torch_factory=factory,
+        onnx_factory=functools.partial(_export_registry_model, name, img_size, shift),
+        input_size=size or (DEFAULT_IMG_SIZE, DEFAULT_IMG_SIZE),
+        overrides=overrides,
+    )
+
+
+def _onnx_input_size(path: Path) -> tuple[int, int] | None:
+    """Static H, W of the first graph input, if the file fixes them."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise AcmixError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if not model.graph.node or not inputs:
+        raise AcmixError(f"{path} is not an ONNX model (no graph)")
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) == 4 and dims[2].dim_value > 0 and dims[3].dim_value > 0:
+        return (dims[2].dim_value, dims[3].dim_value)
+    return None
+
+
+def from_file(path: str | os.PathLike[str], img_size: int | None = None, kind: str | None = None) -> ModelSource:
+    """An ONNX or engine file as a ModelSource (no torch model behind it).
+
+    `kind` is "onnx" or "engine"; by default the suffix decides (.onnx, anything else is an engine).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise AcmixError(f"no such file: {p}")
+    size = (img_size, img_size) if img_size else None
+    if (kind or ("onnx" if p.suffix.lower() == ".onnx" else "engine")) == "onnx":
+        return ModelSource(label=p.stem, onnx_path=p, input_size=size or _onnx_input_size(p) or (DEFAULT_IMG_SIZE,) * 2)
+    return ModelSource(label=p.stem, engine_path=p, input_size=size)
+
+
+def resolve_target(
+    model: str | None = None,
+    onnx: str | os.PathLike[str] | None = None,
+    engine: str | os.PathLike[str] | None = None,
+    img_size: int | None = None,
+    shift: str | None = None,
+    resolver: Resolver | None = None,
+    workspace: str | os.PathLike[str] | None = None,
+) -> tuple[ModelSource, str | None]:
+    """The one input of a bench/profile; with none, the newest engine (else ONNX) in the workspace.
+
+    Returns the source and, when it came from the workspace, a line saying which file.
+    """
+    given = [x for x in (model, onnx, engine) if x is not None]
+    if len(given) > 1:
+        raise AcmixError("give only one of --model, --onnx, --engine")
+    if shift is not None and model is None:
+        raise AcmixError("--shift applies to --model only (an exported file has its shift built in)")
+    if model is not None:
+        return (resolver or resolve_model)(model, img_size=img_size, shift=shift), None
+    if onnx is not None:
+        return from_file(onnx, img_size, "onnx"), None
+    if engine is not None:
+        return from_file(engine, img_size, "engine"), None
+    from acmix_deploy import workspace as ws
+
+    try:
+        art = ws.newest(ws.ENGINE, workspace=workspace)
+    except AcmixError:
+        art = ws.newest([ws.ONNX, ws.ONNX_OPTIMIZED, ws.ONNX_FP16, ws.ONNX_INT8], workspace=workspace)
+    src = from_file(art.path, img_size, "engine" if art.kind == ws.ENGINE else "onnx")
+    src.label = art.model or src.label
+    return src, f"no input given: using the newest {art.kind} in the workspace, {art.path}"
+
+
+def resolve_baseline(
+    baseline: str, img_size: int | None, resolver: Resolver | None = None
+) -> ModelSource:
+    """--baseline: a model name, or a path to an .onnx / engine file."""
+    p = Path(baseline)
+    if p.suffix.lower() in {".onnx", ".engine", ".plan", ".trt"} or p.is_file():
+        return from_file(p, img_size)
+    return (resolver or resolve_model)(baseline, img_size=img_size, shift=None)

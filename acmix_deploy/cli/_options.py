@@ -1,0 +1,55 @@
+"""Helpers shared by CLI commands: comma-separated repeatable options, output checks, consoles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from acmix_deploy.errors import AcmixError
+from acmix_deploy.fileio import ensure_writable_dir
+
+
+def split_list(values: Iterable[str] | None) -> list[str]:
+    """["a,b", "c"] -> ["a", "b", "c"]: list options may be repeated and comma-separated."""
+    out: list[str] = []
+    for value in values or []:
+        out += [v.strip() for v in value.split(",") if v.strip()]
+    return out
+
+
+def int_list(values: Iterable[str] | None, option: str) -> list[int]:
+    out = []
+    for v in split_list(values):
+        try:
+            n = int(v)
+        except ValueError:
+            raise AcmixError(f"{option} takes integers, got {v!r}") from None
+        if n < 1:
+            raise AcmixError(f"{option} values must be >= 1, got {n}")
+        out.append(n)
+    return list(dict.fromkeys(out))
+
+
+def check_outputs(**paths: Path | None) -> None:
+    """Fail before a long run, not after it, when an output cannot be written."""
+    given = {k: p for k, p in paths.items() if p is not None}
+    resolved = [p.resolve() for p in given.values()]
+    if len(set(resolved)) != len(resolved):
+        raise AcmixError("output files must differ: " + ", ".join(f"--{k} {p}" for k, p in given.items()))
+    for name, path in given.items():
+        if path.is_dir():
+            raise AcmixError(f"--{name} {path} is a folder; give a file name")
+        ensure_writable_dir(path)
+    plot = paths.get("plot")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise AcmixError(f"--plot writes a PNG; name it *.png (got {plot})")
+
+
+def stdout_console():
+    """A console for tables: 200 columns wide when stdout is not a terminal (logs, pipes)."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    return console

@@ -1,0 +1,63 @@
+"""`acmix-deploy profile`: time per op type and per ACmix block (stage I / attention / conv / rest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from acmix_deploy.cli._options import check_outputs, split_list, stdout_console
+from acmix_deploy.cli.app import app
+from acmix_deploy.errors import AcmixError
+
+
+@app.command("profile")
+def profile_command(
+    model: Annotated[str | None, typer.Option("--model", help="Model name from the registry.")] = None,
+    onnx: Annotated[Path | None, typer.Option("--onnx", help="ONNX file to profile.")] = None,
+    engine: Annotated[Path | None, typer.Option("--engine", help="TensorRT engine file to profile.")] = None,
+    img_size: Annotated[int | None, typer.Option("--img-size", help="Input resolution (default: the model's).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 1,
+    warmup: Annotated[int, typer.Option("--warmup", help="Runs before profiling starts.")] = 5,
+    iterations: Annotated[int, typer.Option("--iterations", help="Profiled runs (times are per run).")] = 20,
+    threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all usable CPUs).")] = None,
+    backend: Annotated[
+        list[str] | None, typer.Option("--backend", "-b", help="onnxruntime and/or tensorrt (default: both).")
+    ] = None,
+    shift: Annotated[
+        str | None, typer.Option("--shift", help="Conv-path shift of --model: group (default), fixed or tensor.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG bar chart.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the profile as JSON.")] = None,
+    workspace: Annotated[Path | None, typer.Option("--workspace", help="Artifact workspace.")] = None,
+) -> None:
+    """Where the time goes: per op type and per ACmix block, split into stage I, attention, conv path, rest."""
+    from acmix_deploy.bench.profile import profile, render_profile, write_profile_json, write_profile_plot
+
+    check_outputs(json=json_out, plot=plot)
+    from acmix_deploy.bench.run import SHIFTS
+
+    if shift is not None and shift not in SHIFTS:
+        raise AcmixError(f"--shift must be one of {', '.join(SHIFTS)}")
+    report = profile(
+        model=model,
+        onnx=onnx,
+        engine=engine,
+        img_size=img_size,
+        batch=batch,
+        warmup=warmup,
+        iterations=iterations,
+        threads=threads,
+        backends=split_list(backend) or None,
+        shift=shift,
+        workspace=workspace,
+    )
+    out = stdout_console()
+    render_profile(report, out)
+    if json_out:
+        out.print(f"wrote {write_profile_json(report, json_out)}")
+    if not any(r.status == "ok" for r in report.results):
+        raise AcmixError("no backend produced a profile (see the reasons above)")
+    if plot:
+        out.print(f"wrote {write_profile_plot(report, plot)}")

@@ -1,0 +1,406 @@
+"""Top-1 / top-5 accuracy of deployable artifacts on an ImageFolder, compared image by image.
+
+Any mix of PyTorch checkpoints (.pth), ONNX files (.onnx) and TensorRT engines (.engine) is read
+over the same images in the same order, each through its own model's preprocessing (checkpoint:
+the model card saved in the file; ONNX: the metadata export writes; engine: the metadata of the ONNX
+file its sidecar names), so the report can say how often each one picks the same class as the first.
+Class order is the sorted folder names; every artifact's output is indexed the same way.
+
+A corrupt image is never counted silently: `on_corrupt="skip"` leaves it out of every artifact's
+numbers and lists it; `"stop"` raises one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from acmix_deploy.errors import AcmixError
+from acmix_deploy.train.data import ImageFolder, Preprocessing, eval_transform, split_dir
+
+ON_CORRUPT = ("skip", "stop")
+PRE_KEYS = ("input_size", "mean", "std", "crop_ratio", "interpolation")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+class Unavailable(Exception):
+    """This artifact cannot run on this machine (e.g. no TensorRT); reported as a table row."""
+
+
+@dataclass
+class Runner:
+    """One artifact ready to run: (N, 3, S, S) float32 -> (N, classes) logits."""
+
+    path: str
+    kind: str
+    pre: Preprocessing
+    run: Callable[[np.ndarray], np.ndarray]
+    num_classes: int | None = None
+    classes: list[str] | None = None
+    note: str = ""
+
+
+@dataclass
+class ArtifactResult:
+    path: str
+    kind: str
+    pre: Preprocessing | None = None
+    top1_pred: np.ndarray | None = None  # per evaluated image
+    correct1: int = 0
+    correct5: int = 0
+    error: str | None = None  # why the artifact could not run here
+    note: str = ""
+
+    @property
+    def available(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class EvalReport:
+    root: Path
+    classes: list[str]
+    total: int  # image files found
+    results: list[ArtifactResult]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    @property
+    def evaluated(self) -> int:
+        return self.total - len(self.skipped)
+
+    @property
+    def reference(self) -> ArtifactResult | None:
+        """The first artifact that ran: deltas and agreement are measured against it."""
+        return next((r for r in self.results if r.available), None)
+
+    def top1(self, r: ArtifactResult) -> float:
+        return 100.0 * r.correct1 / max(1, self.evaluated)
+
+    def top5(self, r: ArtifactResult) -> float:
+        return 100.0 * r.correct5 / max(1, self.evaluated)
+
+    def agreement(self, r: ArtifactResult) -> int:
+        """Images on which `r` picks the same class as the reference."""
+        ref = self.reference
+        if ref is None or not r.available:
+            return 0
+        return int((r.top1_pred == ref.top1_pred).sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        ref = self.reference
+        rows = []
+        for r in self.results:
+            row: dict[str, Any] = {"path": r.path, "kind": r.kind, "available": r.available}
+            if r.available:
+                row.update(
+                    top1=self.top1(r), top5=self.top5(r), correct1=r.correct1, correct5=r.correct5,
+                    delta_top1=self.top1(r) - self.top1(ref), delta_correct1=r.correct1 - ref.correct1,
+                    top1_agreement=self.agreement(r) / max(1, self.evaluated), agree=self.agreement(r),
+                    disagree=self.evaluated - self.agreement(r), preprocessing=r.pre.to_dict(),
+                )
+            else:
+                row["error"] = r.error
+            rows.append(row)
+        return {
+            "data": str(self.root), "classes": self.classes, "images": self.total, "evaluated": self.evaluated,
+            "skipped": [{"file": f, "reason": why} for f, why in self.skipped],
+            "reference": ref.path if ref else None, "artifacts": rows,
+        }
+
+
+# -- preprocessing from metadata ------------------------------------------------------------------
+def _json_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def preprocessing_from_metadata(
+    meta: dict[str, str], fallback: dict[str, Any] | None, static_size: int | None, what: str
+) -> tuple[Preprocessing, str]:
+    """Preprocessing from ONNX metadata_props (JSON values), then `fallback` options, then the graph's
+    static size; a missing key is a one-line error asking for the option."""
+    fallback = {k: v for k, v in (fallback or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    sources: set[str] = set()
+    for key in PRE_KEYS:
+        if key in meta:
+            values[key], _ = _json_value(meta[key]), sources.add("metadata")
+        elif key in fallback:
+            values[key], _ = fallback[key], sources.add("options")
+    if "input_size" not in values and static_size:
+        values["input_size"], _ = static_size, sources.add("graph shape")
+    missing = [k for k in PRE_KEYS[:4] if k not in values]
+    if missing:
+        raise AcmixError(
+            f"{what} lacks preprocessing metadata ({', '.join(missing)}); export it with `acmix-deploy export` "
+            "or pass --img-size, --mean, --std and --crop-ratio (and --interpolation)"
+        )
+    try:
+        pre = Preprocessing.from_dict(values)
+    except (TypeError, ValueError, KeyError):
+        raise AcmixError(f"{what} has malformed preprocessing metadata: {values}") from None
+    return pre, " + ".join(sorted(sources))
+
+
+# -- runners ----------------------------------------------------------------------------------------
+def open_checkpoint(
+    path: str, model_name: str | None = None, device: str | None = None, threads: int | None = None
+) -> Runner:
+    import torch
+
+    from acmix_deploy.registry import create_model
+
+    model = create_model(model_name, checkpoint=path)
+    pre = Preprocessing.from_dict(model.card.preprocessing())
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(dev).eval()
+
+    @torch.no_grad()
+    def run(x: np.ndarray) -> np.ndarray:
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            return model(torch.from_numpy(x).to(dev)).float().cpu().numpy()
+        finally:
+            torch.set_num_threads(before)
+
+    classes = getattr(model, "classes", None)
+    return Runner(path, "pytorch", pre, run, num_classes=model.card.num_classes, classes=classes, note=str(dev))
+
+
+def _static(dim: Any) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def open_onnx(path: str, fallback: dict[str, Any] | None = None, threads: int | None = None) -> Runner:
+    from acmix_deploy.ort import make_session
+
+    session = make_session(path, threads=threads)
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    inp = session.get_inputs()[0]
+    if len(inp.shape) != 4:
+        raise AcmixError(f"{path}: expected an image input (N, 3, H, W), the model takes {inp.shape}")
+    h, w = _static(inp.shape[2]), _static(inp.shape[3])
+    if h and w and h != w:
+        raise AcmixError(f"{path}: only square inputs are supported, the graph takes {h}x{w}")
+    pre, source = preprocessing_from_metadata(meta, fallback, h, path)
+    if h and h != pre.input_size:
+        raise AcmixError(f"{path}: the graph takes {h}x{w} images but its preprocessing says {pre.input_size} px")
+    outputs = session.get_outputs()
+    out = next((o for o in outputs if o.name == "logits"), outputs[0])
+    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+    batch = _static(inp.shape[0])
+    classes = _json_value(meta["classes"]) if "classes" in meta else None
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = x.astype(dtype, copy=False)
+        if batch is None:
+            return np.asarray(session.run([out.name], {inp.name: x})[0], dtype=np.float32)
+        return _run_fixed_batch(lambda chunk: session.run([out.name], {inp.name: chunk})[0], x, batch)
+
+    num_classes = _static(out.shape[-1]) if len(out.shape) == 2 else None
+    return Runner(path, "onnx", pre, run, num_classes=num_classes,
+                  classes=classes if isinstance(classes, list) else None, note=f"preprocessing from {source}")
+
+
+def _run_fixed_batch(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: int, min_batch: int | None = None) -> np.ndarray:
+    """Feed a model with batch limits: chunks of at most `batch`; a chunk smaller than `min_batch`
+    (default: `batch`, i.e. a static batch) is padded with copies of its last image."""
+    min_batch = batch if min_batch is None else min_batch
+    outs = []
+    for start in range(0, len(x), batch):
+        chunk = x[start : start + batch]
+        n = len(chunk)
+        if n < min_batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - n, axis=0)])
+        outs.append(np.asarray(fn(chunk), dtype=np.float32)[:n])
+    return np.concatenate(outs)
+
+
+def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
+    """A TensorRT engine through the engine runner (needs TensorRT and a GPU; else Unavailable)."""
+    try:
+        from acmix_deploy.trt.runner import EngineRunner
+    except ImportError as exc:
+        raise Unavailable(f"the TensorRT engine runner cannot be imported ({exc})") from None
+    try:
+        engine = EngineRunner(path)
+    except Exception as exc:  # TensorRT and CUDA raise their own exception classes
+        raise Unavailable((str(exc).strip().splitlines() or [type(exc).__name__])[0]) from None
+    meta: dict[str, str] = {}
+    limits = (1, 1 << 30)
+    try:
+        from acmix_deploy.trt.sidecar import read_sidecar
+
+        sidecar = read_sidecar(path)
+        lo, _, hi = sidecar.batch_range
+        limits = (max(1, lo), hi if hi > 0 else 1 << 30)
+        onnx_path = sidecar.onnx_path
+        if onnx_path and Path(onnx_path).exists():
+            import onnx
+
+            proto = onnx.load(onnx_path, load_external_data=False)
+            meta = {p.key: p.value for p in proto.metadata_props}
+    except (ImportError, AcmixError, KeyError, IndexError, TypeError):
+        meta = {}
+    pre, source = preprocessing_from_metadata(meta, fallback, None, path)
+
+    call = engine if callable(engine) else getattr(engine, "infer", None) or engine.run
+
+    def one(x: np.ndarray) -> np.ndarray:
+        result = call(np.ascontiguousarray(x, dtype=np.float32))
+        if isinstance(result, dict):
+            result = result.get("logits", next(iter(result.values())))
+        elif isinstance(result, (list, tuple)):
+            result = result[0]
+        if hasattr(result, "detach"):
+            result = result.detach().float().cpu().numpy()
+        return np.asarray(result, dtype=np.float32)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return _run_fixed_batch(one, x, limits[1], limits[0])
+
+    return Runner(path, "tensorrt", pre, run, note=f"preprocessing from {source}")
+
+
+def open_artifact(
+    path: str | os.PathLike[str], fallback: dict[str, Any] | None = None, model_name: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+) -> Runner:
+    path = str(path)
+    if not Path(path).is_file():
+        raise AcmixError(f"{path} does not exist")
+    suffix = Path(path).suffix.lower()
+    if suffix in CHECKPOINT_SUFFIXES:
+        return open_checkpoint(path, model_name, device, threads)
+    if suffix == ".onnx":
+        return open_onnx(path, fallback, threads)
+    if suffix in ENGINE_SUFFIXES:
+        return open_engine(path, fallback)
+    raise AcmixError(
+        f"{path}: unknown artifact type {suffix or '(no suffix)'}; expected "
+        f"{', '.join(CHECKPOINT_SUFFIXES + ('.onnx',) + ENGINE_SUFFIXES)}"
+    )
+
+
+def _check_classes(runner: Runner, classes: list[str], root: Path) -> None:
+    if runner.num_classes is not None and runner.num_classes != len(classes):
+        raise AcmixError(
+            f"{runner.path} predicts {runner.num_classes} classes but {root} has {len(classes)} class folders"
+        )
+    if runner.classes is not None and list(runner.classes) != classes:
+        raise AcmixError(
+            f"{runner.path} was trained on classes {runner.classes[:6]}{'...' if len(runner.classes) > 6 else ''}, "
+            f"which differ from the folders of {root} ({classes[:6]}{'...' if len(classes) > 6 else ''})"
+        )
+
+
+class _MultiPre:
+    """Dataset transform: one array per distinct preprocessing, from one decode of the file."""
+
+    def __init__(self, pres: list[Preprocessing]):
+        self.pres = pres
+
+    def __call__(self, image: Any, item: Any) -> tuple[np.ndarray, ...]:
+        return tuple(eval_transform(image, p) for p in self.pres)
+
+
+def _collate(items: list[tuple[Any, int, int, list[int]]]) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
+    good = [it for it in items if it[0] is not None]
+    bad = [i for it in items for i in it[3]]
+    if not good:
+        return [], np.zeros(0, np.int64), bad
+    arrays = [np.stack([it[0][j] for it in good]) for j in range(len(good[0][0]))]
+    return arrays, np.asarray([it[1] for it in good], dtype=np.int64), bad
+
+
+def evaluate(
+    artifacts: list[str | os.PathLike[str]],
+    data: str | os.PathLike[str],
+    batch_size: int = 64,
+    on_corrupt: str = "skip",
+    workers: int = 0,
+    fallback: dict[str, Any] | None = None,
+    model_name: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalReport:
+    """Evaluate every artifact on DIR/val (or DIR) in one pass over the images."""
+    from torch.utils.data import DataLoader
+
+    if not artifacts:
+        raise AcmixError("give at least one artifact (.pth, .onnx or .engine)")
+    if on_corrupt not in ON_CORRUPT:
+        raise AcmixError(f"--on-corrupt must be one of {', '.join(ON_CORRUPT)}, got {on_corrupt!r}")
+    if batch_size < 1:
+        raise AcmixError(f"--batch-size must be >= 1, got {batch_size}")
+    root = split_dir(data, "val")
+    dataset = ImageFolder(root)
+    classes = dataset.classes
+
+    results: list[ArtifactResult] = []
+    runners: list[Runner | None] = []
+    for path in artifacts:
+        try:
+            runner = open_artifact(path, fallback, model_name, device, threads)
+        except Unavailable as exc:
+            results.append(ArtifactResult(str(path), "tensorrt", error=f"unavailable: {exc}"))
+            runners.append(None)
+            continue
+        _check_classes(runner, classes, root)
+        results.append(ArtifactResult(runner.path, runner.kind, pre=runner.pre, note=runner.note))
+        runners.append(runner)
+
+    pres: list[Preprocessing] = []
+    for r in runners:
+        if r is not None and r.pre not in pres:
+            pres.append(r.pre)
+    report = EvalReport(root, classes, len(dataset), results)
+    if not pres:
+        return report
+    dataset.transform = _MultiPre(pres)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate)
+    preds: list[list[np.ndarray]] = [[] for _ in runners]
+    done = 0
+    for arrays, labels, bad in loader:
+        for index in bad:
+            file = str(dataset.samples[index][0])
+            reason = dataset.load(index)[1] or "unreadable"
+            if on_corrupt == "stop":
+                raise AcmixError(f"corrupt image {file}: {reason} (--on-corrupt skip leaves such files out)")
+            report.skipped.append((file, reason))
+        if len(labels):
+            for i, runner in enumerate(runners):
+                if runner is None:
+                    continue
+                logits = runner.run(arrays[pres.index(runner.pre)])
+                if logits.ndim != 2 or logits.shape[0] != len(labels):
+                    raise AcmixError(f"{runner.path} returned shape {logits.shape}, expected ({len(labels)}, classes)")
+                if logits.shape[1] != len(classes):
+                    raise AcmixError(f"{runner.path} predicts {logits.shape[1]} classes but {root} has {len(classes)}")
+                k = min(5, logits.shape[1])
+                topk = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+                results[i].correct1 += int((topk[:, 0] == labels).sum())
+                results[i].correct5 += int((topk == labels[:, None]).any(1).sum())
+                preds[i].append(topk[:, 0])
+        done += len(labels) + len(bad)
+        if progress is not None:
+            progress(done, len(dataset))
+    for i, r in enumerate(results):
+        if r.available:
+            r.top1_pred = np.concatenate(preds[i]) if preds[i] else np.zeros(0, np.int64)
+    if report.evaluated == 0:
+        raise AcmixError(f"none of the {report.total} images in {root} could be read")
+    return report

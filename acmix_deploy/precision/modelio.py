@@ -1,0 +1,80 @@
+"""Loading, naming and saving ONNX models for the precision transforms (one-line errors)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+
+from acmix_deploy import workspace as ws
+from acmix_deploy.errors import AcmixError
+from acmix_deploy.fileio import atomic_path
+
+# ONNX metadata_props keys that may carry the registry model name (export writes one of them)
+_NAME_KEYS = ("model_name", "model", "name")
+_TWO_GIB = 2**31 - 1
+
+
+def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    path = Path(path)
+    if not path.exists():
+        raise AcmixError(f"{path} does not exist")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError / OSError / ValueError
+        raise AcmixError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def model_name(model: onnx.ModelProto, path: str | os.PathLike[str]) -> str:
+    """The registry name recorded by export, else the file stem up to its first dot."""
+    meta = metadata(model)
+    for key in _NAME_KEYS:
+        if meta.get(key):
+            return meta[key].strip('"')
+    return Path(path).name.split(".")[0]
+
+
+def ensure_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every node a unique name: block lists and quantizer exclusions address nodes by name."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        node.name = name
+        seen.add(name)
+    return model
+
+
+def save_model_atomic(model: onnx.ModelProto, dest: str | os.PathLike[str]) -> Path:
+    """Write `model` to `dest` as one file, atomically (ACmix models are far below protobuf's 2 GiB)."""
+    if model.ByteSize() > _TWO_GIB:
+        raise AcmixError("the transformed model exceeds 2 GiB, which single-file ONNX cannot hold")
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(model.SerializeToString())
+    return Path(dest)
+
+
+def resolve_input(
+    path: str | os.PathLike[str] | None,
+    kinds: tuple[str, ...] = (ws.ONNX_OPTIMIZED, ws.ONNX),
+    workspace: str | os.PathLike[str] | None = None,
+) -> tuple[Path, str | None, bool]:
+    """(path, workspace model name or None, taken_from_workspace) for an optional input file."""
+    if path is not None:
+        return Path(path), None, False
+    art = ws.newest(kinds, workspace=workspace)
+    return Path(art.path), art.model, True
+
+
+def default_output(
+    source: Path, model: str, suffix: str, workspace: str | os.PathLike[str] | None = None
+) -> Path:
+    """`<workspace>/<model>/<source stem><suffix>` (e.g. resnet_acmix26.opt.fp16.onnx)."""
+    stem = source.name[: -len(".onnx")] if source.name.endswith(".onnx") else source.stem
+    return ws.default_path(model, stem + suffix, workspace)

@@ -1,0 +1,333 @@
+"""ImageFolder-style datasets and the two image pipelines (train / eval), with PIL and numpy only.
+
+torchvision is not a dependency, so the few pieces needed live here:
+* `Preprocessing`: what a model expects (the card's input size, mean, std, crop ratio, interpolation);
+* `eval_transform`: resize the shorter side to round(size / crop_ratio), center crop, normalize
+  (the same rule the calibration loader of the precision tools uses, so both see the same pixels);
+* `TrainTransform`: random resized crop on a float box (small images such as 8x8 digits are cut at
+  sub-pixel positions instead of whole pixels), optional horizontal flip, normalize;
+* `ImageFolder`: class subfolders of images; a corrupt file yields `None` instead of raising, so the
+  caller decides (skip and count, or stop) and always knows which file it was; for training it can
+  instead be replaced by the next readable image (full batches keep torchrun processes in step).
+
+Randomness of the train pipeline comes from a generator seeded with (seed, epoch, index), not from
+global state, so a run gives the same pixels for any number of loader workers or processes and a
+resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from acmix_deploy.errors import AcmixError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model wants its images: the model card's input section."""
+
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_ratio: float
+    interpolation: str = "bilinear"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        size = data["input_size"]
+        if isinstance(size, (list, tuple)):
+            if len(set(int(s) for s in size[-2:])) != 1:
+                raise AcmixError(f"only square inputs are supported, got input_size {list(size)}")
+            size = size[-1]
+        pre = cls(
+            input_size=int(size),
+            mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
+            crop_ratio=float(data["crop_ratio"]),
+            interpolation=str(data.get("interpolation", "bilinear")).lower(),
+        )
+        pre.validate()
+        return pre
+
+    def validate(self) -> None:
+        if self.input_size < 1:
+            raise AcmixError(f"input size must be positive, got {self.input_size}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise AcmixError("mean and std need 3 values (R, G, B)")
+        if any(s <= 0 for s in self.std):
+            raise AcmixError(f"std values must be positive, got {list(self.std)}")
+        if not 0 < self.crop_ratio <= 1:
+            raise AcmixError(f"crop ratio must be in (0, 1], got {self.crop_ratio}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise AcmixError(f"unknown interpolation {self.interpolation!r}; use one of {', '.join(INTERPOLATIONS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "crop_ratio": self.crop_ratio,
+            "interpolation": self.interpolation,
+        }
+
+    def describe(self) -> str:
+        return (
+            f"{self.input_size} px, crop ratio {self.crop_ratio:g}, {self.interpolation}, "
+            f"mean {[round(m, 4) for m in self.mean]}, std {[round(s, 4) for s in self.std]}"
+        )
+
+
+def _resample(name: str) -> int:
+    from PIL import Image
+
+    return {
+        "nearest": Image.Resampling.NEAREST,
+        "bilinear": Image.Resampling.BILINEAR,
+        "bicubic": Image.Resampling.BICUBIC,
+        "lanczos": Image.Resampling.LANCZOS,
+    }[name]
+
+
+def _normalize(image: Any, pre: Preprocessing) -> np.ndarray:
+    """PIL RGB image -> (3, H, W) float32, (x / 255 - mean) / std."""
+    arr = np.asarray(image, dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def eval_transform(image: Any, pre: Preprocessing) -> np.ndarray:
+    """Resize the shorter side to round(size / crop_ratio), center crop size x size, normalize."""
+    size = pre.input_size
+    w, h = image.size
+    short = max(1, round(size / pre.crop_ratio))
+    scale = short / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((nw, nh), _resample(pre.interpolation))
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return _normalize(image.crop((left, top, left + size, top + size)), pre)
+
+
+@dataclass(frozen=True)
+class TrainTransform:
+    """Random resized crop (area fraction `scale`, aspect `ratio`) on a float box, flip, normalize."""
+
+    pre: Preprocessing
+    scale: tuple[float, float] = (0.35, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: bool = True
+
+    def crop_box(self, width: int, height: int, rng: np.random.Generator) -> tuple[float, float, float, float]:
+        area = width * height
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            aspect = math.exp(rng.uniform(log_lo, log_hi))
+            cw, ch = math.sqrt(target * aspect), math.sqrt(target / aspect)
+            if cw <= width and ch <= height:
+                x0, y0 = rng.uniform(0, width - cw), rng.uniform(0, height - ch)
+                return (x0, y0, x0 + cw, y0 + ch)
+        side = min(width, height)  # fallback: the central square
+        x0, y0 = (width - side) / 2, (height - side) / 2
+        return (x0, y0, x0 + side, y0 + side)
+
+    def __call__(self, image: Any, rng: np.random.Generator) -> np.ndarray:
+        from PIL import Image
+
+        box = self.crop_box(*image.size, rng)
+        size = self.pre.input_size
+        out = image.resize((size, size), _resample(self.pre.interpolation), box=box)
+        if self.hflip and rng.random() < 0.5:
+            out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return _normalize(out, self.pre)
+
+
+# -- folders ----------------------------------------------------------------------------------------
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def find_classes(root: Path) -> list[str]:
+    """Class names = the sorted names of the subfolders of `root` (the order every output follows)."""
+    if not root.is_dir():
+        raise AcmixError(f"{root} is not a folder")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise AcmixError(f"{root} has no class subfolders (expected {root}/<class>/<image>.png ...)")
+    return classes
+
+
+def split_dir(data: str | os.PathLike[str], split: str) -> Path:
+    """DIR/<split>; for "val" also DIR itself when it holds class folders (and no train/ folder)."""
+    root = Path(data)
+    if not root.is_dir():
+        raise AcmixError(f"data folder {root} does not exist")
+    sub = root / split
+    if sub.is_dir():
+        return sub
+    if split == "val" and not (root / "train").is_dir():
+        return root
+    raise AcmixError(f"{root} has no {split}/ folder (expected {root}/train/<class>/... and {root}/val/<class>/...)")
+
+
+class ImageFolder(Dataset):
+    """root/<class>/<image>; labels index the sorted class names. Items: (array | None, label, index)."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        transform: Callable[[Any, int], Any] | None = None,
+        classes: Sequence[str] | None = None,
+        substitute_corrupt: bool = False,
+    ):
+        self.root = Path(root)
+        found = find_classes(self.root)
+        if classes is not None and list(classes) != found:
+            raise AcmixError(
+                f"{self.root} has classes {_preview(found)}, expected {_preview(list(classes))} "
+                "(class folders must match)"
+            )
+        self.classes = found
+        self.samples: list[tuple[Path, int]] = []
+        for label, name in enumerate(found):
+            files = sorted(p for p in (self.root / name).rglob("*") if _is_image(p))
+            self.samples += [(p, label) for p in files]
+        if not self.samples:
+            raise AcmixError(f"{self.root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        self.transform = transform  # (PIL RGB image, index) -> output
+        # Training keeps batches full (and processes in step) by taking the next readable image.
+        self.substitute_corrupt = substitute_corrupt
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def targets(self) -> np.ndarray:
+        return np.asarray([label for _, label in self.samples], dtype=np.int64)
+
+    def load(self, index: int) -> tuple[Any | None, str]:
+        """The decoded RGB image, or (None, reason) for an unreadable file."""
+        from PIL import Image
+
+        path = self.samples[index][0]
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB"), ""
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            return None, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, int, int, list[int]]:
+        """(transformed image or None, label, index, indices of corrupt files met on the way)."""
+        index = item[1] if isinstance(item, tuple) else item
+        bad: list[int] = []
+        image, _ = self.load(index)
+        while image is None:
+            bad.append(index)
+            if not self.substitute_corrupt or len(bad) >= len(self.samples):
+                return None, self.samples[bad[0]][1], bad[0], bad
+            index = (index + 1) % len(self.samples)
+            image, _ = self.load(index)
+        if isinstance(item, tuple):
+            item = (item[0], index)
+        else:
+            item = index
+        out = self.transform(image, item) if self.transform is not None else image
+        return out, self.samples[index][1], index, bad
+
+
+def _preview(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"
+
+
+class SeededTrain:
+    """Train transform with a per-(seed, epoch, index) generator; the sampler passes (epoch, index)."""
+
+    def __init__(self, transform: TrainTransform, seed: int):
+        self.transform, self.seed = transform, seed
+
+    def __call__(self, image: Any, item: int | tuple[int, int]) -> np.ndarray:
+        epoch, index = item if isinstance(item, tuple) else (0, item)
+        rng = np.random.default_rng([self.seed, epoch, index])
+        return self.transform(image, rng)
+
+
+class EvalOnly:
+    """The eval pipeline as a dataset transform (ignores the index)."""
+
+    def __init__(self, pre: Preprocessing):
+        self.pre = pre
+
+    def __call__(self, image: Any, item: Any) -> np.ndarray:
+        return eval_transform(image, self.pre)
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    corrupt: list[int]  # dataset indices whose file could not be decoded (not in the batch)
+
+
+def collate(items: list[tuple[Any, int, int, list[int]]]) -> Batch:
+    good = [it for it in items if it[0] is not None]
+    corrupt = sorted({i for it in items for i in it[3]})
+    images = torch.from_numpy(np.stack([it[0] for it in good])) if good else torch.empty(0)
+    labels = torch.tensor([it[1] for it in good], dtype=torch.long)
+    indices = torch.tensor([it[2] for it in good], dtype=torch.long)
+    return Batch(images, labels, indices, corrupt)
+
+
+class EpochSampler(Sampler):
+    """This process's shuffled share of the data for one epoch, as (epoch, index) pairs.
+
+    Same permutation rule as DistributedSampler (seed + epoch, padded to a multiple of the world
+    size), so the order depends only on (seed, epoch, rank, world size).
+    """
+
+    def __init__(self, size: int, rank: int = 0, world: int = 1, seed: int = 0, shuffle: bool = True):
+        self.size, self.rank, self.world, self.seed, self.shuffle = size, rank, world, seed, shuffle
+        self.epoch = 0
+        self.per_rank = math.ceil(size / world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=g).tolist()
+        else:
+            order = list(range(self.size))
+        total = self.per_rank * self.world
+        order += order[: total - len(order)]
+        return iter([(self.epoch, i) for i in order[self.rank : total : self.world]])
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+class ShardSampler(Sampler):
+    """Every `world`-th index from `rank`, no padding: each image is evaluated exactly once."""
+
+    def __init__(self, size: int, rank: int = 0, world: int = 1):
+        self.indices = list(range(rank, size, world))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

@@ -1,0 +1,446 @@
+"""The training loop: data, model, optimizer, epochs, evaluation, checkpoints, records.
+
+One code path serves a single process and `torchrun` (DistributedDataParallel; the global batch is
+split evenly over the processes; only rank 0 prints and writes). Every epoch ends with
+`last.pth` (weights + everything an exact resume needs: optimizer, schedule step, epoch, each
+process's RNG states, best accuracy, metric history) and, when val top-1 improved, `best.pth`
+(weights + metrics); both written atomically through `save_checkpoint`, with the class names and
+the model's preprocessing, so `eval` / `export` rebuild the model from the file alone.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from acmix_deploy.checkpoint import load_into, read_checkpoint, save_checkpoint
+from acmix_deploy.errors import AcmixError
+from acmix_deploy.train import distributed as D
+from acmix_deploy.train.config import TrainConfig, new_config, resumed_config
+from acmix_deploy.train.data import (
+    EpochSampler,
+    EvalOnly,
+    ImageFolder,
+    Preprocessing,
+    SeededTrain,
+    ShardSampler,
+    TrainTransform,
+    collate,
+    split_dir,
+)
+from acmix_deploy.train.report import plot_curves, write_metrics_csv
+from acmix_deploy.train.schedule import WarmupCosine, make_optimizer
+
+LAST, BEST, METRICS, CURVES = "last.pth", "best.pth", "metrics.csv", "curves.png"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    epochs_done: int  # epochs finished in total (including those before a resume)
+    best_top1: float
+    best_epoch: int
+    history: list[dict[str, Any]]
+    step_losses: list[float] = field(default_factory=list)  # this process, this call, in order
+    seconds: float = 0.0
+    train_images: int = 0
+    val_images: int = 0
+    corrupt_train: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ResumeState:
+    path: str
+    state_dict: dict[str, torch.Tensor]
+    train: dict[str, Any]
+
+
+def prepare(options: dict[str, Any], resume: str | Path | None = None) -> tuple[TrainConfig, ResumeState | None]:
+    """The run's recipe: from the options (fresh run) or from the checkpoint (`resume`)."""
+    if resume is None:
+        return new_config(options), None
+    loaded = read_checkpoint(resume)
+    state = loaded.meta.get("train")
+    if not isinstance(state, dict) or "optimizer" not in state:
+        raise AcmixError(
+            f"{resume} holds no training state; only a run's last.pth can be resumed (best.pth and exported "
+            "weights hold weights only)"
+        )
+    config = resumed_config(state["config"], options, resume)
+    return config, ResumeState(str(resume), loaded.state_dict, state)
+
+
+# -- RNG state (torch / CUDA / numpy / python), stored as plain tensors so weights_only can load it --
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+class _Quiet:
+    """Console stand-in for processes other than rank 0 (and for library calls that want silence)."""
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _progress(console: Any, enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console if enabled else None,
+        transient=True,
+        disable=not enabled,
+    )
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device, console: Any) -> torch.dtype | None:
+    if not config.amp:
+        return None
+    if device.type != "cuda":
+        console.print("[yellow]warning:[/] --amp needs a CUDA GPU; training in float32 on CPU")
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def train(
+    config: TrainConfig,
+    resume: ResumeState | None = None,
+    console: Any | None = None,
+    show_progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Run (or continue) a training run; `stop_after` ends it after that many epochs in total, as an
+    interruption would (the schedule still spans `config.epochs`)."""
+    env = D.setup()
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(config, resume, env, console, show_progress, stop_after)
+    finally:
+        torch.set_num_threads(threads)
+        D.teardown(env)
+
+
+def _train(
+    config: TrainConfig,
+    resume: ResumeState | None,
+    env: D.DistEnv,
+    console: Any | None,
+    show_progress: bool,
+    stop_after: int | None,
+) -> TrainResult:
+    from acmix_deploy.registry import create_model
+
+    if console is None:
+        from rich.console import Console
+
+        console = Console(soft_wrap=True)
+    out = console if env.is_main else _Quiet()
+    out_dir = Path(config.out)
+    if resume is None and (out_dir / LAST).exists():
+        raise AcmixError(
+            f"{out_dir} already holds a run ({LAST}); continue it with --resume {out_dir / LAST} or choose another -o"
+        )
+    if config.batch_size % env.world:
+        raise AcmixError(f"--batch-size {config.batch_size} is not divisible by the {env.world} processes")
+    device = env.device
+    amp_dtype = _amp_dtype(config, device, out)
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+
+    # data: class order = sorted train folder names; val must have the same folders
+    train_root, val_root = split_dir(config.data, "train"), split_dir(config.data, "val")
+    classes = ImageFolder(train_root).classes
+    given_classes = config.overrides.get("num_classes")
+    if given_classes is not None and given_classes != len(classes):
+        raise AcmixError(f"--num-classes {given_classes} but {train_root} has {len(classes)} class folders")
+    if resume is not None:
+        saved = resume.train.get("classes")
+        if saved is not None and list(saved) != classes:
+            raise AcmixError(f"{train_root} classes differ from the resumed run's classes {saved}")
+
+    overrides = {k: v for k, v in config.overrides.items() if k != "num_classes"}
+    overrides["num_classes"] = len(classes)
+    if config.img_size is not None:
+        overrides["img_size"] = config.img_size
+    model = create_model(config.model, **overrides)
+    if resume is not None:
+        load_into(model, resume.state_dict, strict=True)
+    pre = Preprocessing.from_dict(model.card.preprocessing())
+    model.to(device)
+
+    transform = TrainTransform(pre, scale=(config.min_scale, 1.0), hflip=config.hflip)
+    train_ds = ImageFolder(train_root, SeededTrain(transform, config.seed), classes, substitute_corrupt=True)
+    val_ds = ImageFolder(val_root, EvalOnly(pre), classes)
+    per_rank = config.batch_size // env.world
+    sampler = EpochSampler(len(train_ds), env.rank, env.world, config.seed)
+    cuda = device.type == "cuda"
+    loader_kw = dict(num_workers=config.workers, collate_fn=collate, pin_memory=cuda,
+                     persistent_workers=config.workers > 0)
+    train_loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, drop_last=True,
+                              generator=torch.Generator().manual_seed(config.seed), **loader_kw)
+    val_loader = DataLoader(val_ds, batch_size=per_rank, sampler=ShardSampler(len(val_ds), env.rank, env.world),
+                            **loader_kw)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise AcmixError(
+            f"--batch-size {config.batch_size} is larger than the {len(train_ds)} training images"
+            + (f" split over {env.world} processes" if env.distributed else "")
+        )
+
+    net: nn.Module = model
+    if env.distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    optimizer = make_optimizer(model, config.opt, config.lr, config.weight_decay, config.momentum)
+    schedule = WarmupCosine(
+        optimizer, config.lr, config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch), config.min_lr
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    start_epoch, best_top1, best_epoch, history = 0, -1.0, 0, []
+    if resume is not None:
+        st = resume.train
+        optimizer.load_state_dict(st["optimizer"])
+        schedule.load_state_dict(st["schedule"])
+        if st.get("scaler"):
+            scaler.load_state_dict(st["scaler"])
+        start_epoch, best_top1, best_epoch = int(st["epoch"]), float(st["best_top1"]), int(st["best_epoch"])
+        history = list(st["history"])
+        if st.get("steps_per_epoch") != steps_per_epoch:
+            raise AcmixError(
+                f"the resumed run had {st.get('steps_per_epoch')} steps per epoch, this data gives {steps_per_epoch}: "
+                "the training set changed"
+            )
+        rngs = st["rng"]
+        if len(rngs) == env.world:
+            _set_rng_state(rngs[env.rank], device)
+        else:
+            out.print(
+                f"[yellow]warning:[/] the run was saved with {len(rngs)} process(es), resumed with {env.world}: "
+                "it continues, but not bit-exactly"
+            )
+            torch.manual_seed(config.seed + start_epoch)
+        out.print(f"resuming {resume.path} after epoch {start_epoch}/{config.epochs}")
+        if start_epoch >= config.epochs:
+            out.print(f"the run already finished all {config.epochs} epochs; nothing to do")
+
+    where = f"{device}" + (f" x {env.world} processes" if env.distributed else "") + f", {torch.get_num_threads()} threads"
+    amp_note = f", amp {str(amp_dtype).removeprefix('torch.')}" if amp_dtype else ""
+    out.print(
+        f"training {config.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.3f}M params, "
+        f"{pre.input_size} px) on {len(train_ds)} train / {len(val_ds)} val images, {len(classes)} classes, "
+        f"{where}{amp_note}; {config.opt} lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs"
+    )
+
+    result = TrainResult(out_dir, start_epoch, best_top1, best_epoch, history,
+                         train_images=len(train_ds), val_images=len(val_ds))
+    end_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    started = time.perf_counter()
+    progress = _progress(console, env.is_main and show_progress)
+    corrupt_seen: set[int] = set()
+    with progress:
+        for epoch in range(start_epoch, end_epoch):
+            t0 = time.perf_counter()
+            sampler.set_epoch(epoch)
+            task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, info="")
+            net.train()
+            loss_sum = correct = seen = 0.0
+            lr = config.lr
+            for step, batch in enumerate(train_loader):
+                corrupt_seen.update(batch.corrupt)
+                x = batch.images.to(device, non_blocking=True)
+                y = batch.labels.to(device, non_blocking=True)
+                lr = schedule.apply()
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    logits = net(x)
+                    loss = criterion(logits.float(), y)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise AcmixError(
+                        f"the loss became {value} at epoch {epoch + 1} step {step + 1} (lr {lr:.3g}); lower --lr"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                schedule.advance()
+                result.step_losses.append(value)
+                n = y.numel()
+                loss_sum += value * n
+                correct += (logits.argmax(1) == y).sum().item()
+                seen += n
+                progress.update(task, advance=1, info=f"loss {loss_sum / seen:.4f} lr {lr:.3g}")
+            progress.remove_task(task)
+            loss_sum, correct, seen = D.all_sum(env, [loss_sum, correct, seen])
+            D.sync_buffers(env, model)
+            val = evaluate_loader(model, val_loader, env, amp_dtype)
+            row = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": loss_sum / seen,
+                "train_acc": 100.0 * correct / seen,
+                "val_loss": val["loss"],
+                "val_top1": val["top1"],
+                "val_top5": val["top5"],
+                "time_s": 0.0,
+            }
+            improved = row["val_top1"] > best_top1
+            if improved:
+                best_top1, best_epoch = row["val_top1"], epoch + 1
+            rngs = D.gather_objects(env, _to_cpu(_rng_state(device)))
+            row["time_s"] = time.perf_counter() - t0
+            history.append(row)
+            bad = sorted(set().union(*D.gather_objects(env, sorted(corrupt_seen))))
+            error = None
+            if env.is_main:
+                try:
+                    _write_epoch(model, config, classes, out_dir, history, row, improved, best_top1, best_epoch,
+                                 optimizer, schedule, scaler, rngs, steps_per_epoch, int(val["count"]), len(train_ds))
+                except AcmixError as exc:
+                    error = str(exc)
+            error = D.broadcast_object(env, error)
+            if error:
+                raise AcmixError(error)
+            out.print(
+                f"epoch {epoch + 1:>3}/{config.epochs}  lr {lr:.4g}  train loss {row['train_loss']:.4f} "
+                f"acc {row['train_acc']:.2f}%  val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2f}% "
+                f"top-5 {row['val_top5']:.2f}%  {row['time_s']:.1f}s" + ("  [green]best[/]" if improved else "")
+            )
+            if val["skipped"] and epoch == start_epoch:
+                out.print(f"[yellow]warning:[/] {int(val['skipped'])} corrupt validation image(s) left out of "
+                          f"the val metrics (run `acmix-deploy eval` to list them)")
+            if bad and epoch == start_epoch:
+                names = ", ".join(str(train_ds.samples[i][0]) for i in bad[:5])
+                out.print(
+                    f"[yellow]warning:[/] {len(bad)} corrupt training image(s) replaced by their next readable "
+                    f"neighbour: {names}{' ...' if len(bad) > 5 else ''}"
+                )
+            result.epochs_done = epoch + 1
+            result.corrupt_train = [str(train_ds.samples[i][0]) for i in bad]
+    result.best_top1, result.best_epoch, result.history = best_top1, best_epoch, history
+    result.seconds = time.perf_counter() - started
+    if env.is_main and result.epochs_done > start_epoch:
+        out.print(
+            f"best val top-1 {best_top1:.2f}% (epoch {best_epoch}); {result.seconds:.1f}s; wrote {out_dir / LAST}, "
+            f"{out_dir / BEST}, {out_dir / METRICS}, {out_dir / CURVES}"
+        )
+    return result
+
+
+def _write_epoch(
+    model: nn.Module,
+    config: TrainConfig,
+    classes: list[str],
+    out_dir: Path,
+    history: list[dict[str, Any]],
+    row: dict[str, Any],
+    improved: bool,
+    best_top1: float,
+    best_epoch: int,
+    optimizer: torch.optim.Optimizer,
+    schedule: WarmupCosine,
+    scaler: torch.amp.GradScaler,
+    rngs: list[dict[str, Any]],
+    steps_per_epoch: int,
+    val_count: int,
+    train_count: int,
+) -> None:
+    """Rank 0: best.pth (if improved), last.pth, metrics.csv, curves.png; each one atomic."""
+    data = {"train_images": train_count, "val_images": val_count, "data": str(config.data)}
+    if improved:
+        save_checkpoint(model, out_dir / BEST, classes=classes,
+                        extra={"metrics": dict(row), "epoch": row["epoch"], "dataset": data})
+    state = {
+        "config": config.to_dict(),
+        "classes": classes,
+        "epoch": row["epoch"],
+        "optimizer": _to_cpu(optimizer.state_dict()),
+        "schedule": schedule.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "rng": rngs,
+        "best_top1": best_top1,
+        "best_epoch": best_epoch,
+        "history": history,
+        "steps_per_epoch": steps_per_epoch,
+    }
+    save_checkpoint(model, out_dir / LAST, classes=classes,
+                    extra={"train": state, "metrics": dict(row), "epoch": row["epoch"], "dataset": data})
+    write_metrics_csv(history, out_dir / METRICS)
+    plot_curves(history, out_dir / CURVES, title=f"{config.model} on {Path(config.data).name}")
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: nn.Module, loader: DataLoader, env: D.DistEnv, amp_dtype: torch.dtype | None = None
+) -> dict[str, float]:
+    """Val loss (plain cross-entropy), top-1 and top-5 in percent, over all processes' shards."""
+    was_training = model.training
+    model.eval()
+    loss_sum = top1 = top5 = count = skipped = 0.0
+    for batch in loader:
+        skipped += len(batch.corrupt)
+        if batch.images.numel() == 0:
+            continue
+        x = batch.images.to(env.device, non_blocking=True)
+        y = batch.labels.to(env.device, non_blocking=True)
+        with torch.autocast(env.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        k = min(5, logits.shape[1])
+        hits = logits.topk(k, dim=1).indices == y[:, None]
+        top1 += hits[:, 0].sum().item()
+        top5 += hits.any(1).sum().item()
+        count += y.numel()
+    model.train(was_training)
+    loss_sum, top1, top5, count, skipped = D.all_sum(env, [loss_sum, top1, top5, count, skipped])
+    if count == 0:
+        raise AcmixError("no readable validation images")
+    return {"loss": loss_sum / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count,
+            "count": count, "skipped": skipped}

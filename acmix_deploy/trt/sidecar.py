@@ -1,0 +1,154 @@
+"""The JSON sidecar written next to every engine (`<engine>.json`).
+
+A serialized TensorRT engine only runs on the TensorRT flavour and version that built it and on a
+GPU it was built for; the sidecar records both, plus what the engine was built from, so a runner
+can refuse a mismatch with one clear line *before* it touches a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acmix_deploy.errors import AcmixError
+from acmix_deploy.fileio import write_bytes_atomic
+
+FORMAT = "acmix-deploy-engine/1"
+# TensorRT-RTX engines built with no explicit target run on Ampere and later (8.0, 8.6, 8.9, 12.x);
+# Turing (7.5) must be asked for explicitly (TensorRT-RTX "CPU-only AOT" documentation).
+RTX_DEFAULT_MIN_CC = (8, 0)
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    dtype: str  # numpy name: float32, float16, int64 ...
+    shape: list[int]  # -1 for a dynamic dimension
+
+
+@dataclass
+class Sidecar:
+    model: str
+    precision: str  # fp32 | fp16 | int8 (int8 graphs may keep fp16/fp32 islands)
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    profiles: dict[str, dict[str, list[int]]]  # input -> {min, opt, max}
+    onnx_path: str
+    onnx_sha256: str
+    engine_sha256: str
+    trt_flavour: str  # tensorrt | tensorrt-rtx
+    trt_version: str
+    gpu_name: str | None  # GPU the engine was built on (None for an ahead-of-time build)
+    gpu_compute_capability: str | None  # "9.0"; None for an ahead-of-time build
+    target_compute_capabilities: list[str] | None  # TensorRT-RTX targets; None = its default
+    build_seconds: float
+    created: str
+    toolkit_version: str
+    build_options: dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @property
+    def batch_range(self) -> tuple[int, int, int]:
+        """(min, opt, max) batch of the first input's profile."""
+        first = self.profiles[self.inputs[0].name]
+        return first["min"][0], first["opt"][0], first["max"][0]
+
+
+def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
+    return Path(str(engine_path) + ".json")
+
+
+def write_sidecar(engine_path: str | os.PathLike[str], sidecar: Sidecar) -> Path:
+    return write_bytes_atomic(sidecar_path(engine_path), sidecar.to_json().encode())
+
+
+def read_sidecar(engine_path: str | os.PathLike[str]) -> Sidecar:
+    """Read `<engine>.json`; one-line errors for a missing or malformed sidecar."""
+    path = sidecar_path(engine_path)
+    if not path.exists():
+        raise AcmixError(
+            f"{path} is missing: engines are only run with the sidecar written by `acmix-deploy build-trt`"
+        )
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
+        data["inputs"] = [TensorInfo(**t) for t in data["inputs"]]
+        data["outputs"] = [TensorInfo(**t) for t in data["outputs"]]
+        return Sidecar(**data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise AcmixError(f"sidecar {path} is unreadable: {exc}") from None
+
+
+def parse_capability(text: str | tuple[int, int]) -> tuple[int, int]:
+    """'8.6', '86', 'sm86', 'SM_86' or (8, 6) -> (8, 6)."""
+    if isinstance(text, tuple):
+        return text
+    raw = str(text).strip().lower().replace("sm_", "").replace("sm", "")
+    try:
+        if "." in raw:
+            major, minor = raw.split(".", 1)
+            return int(major), int(minor)
+        value = int(raw)
+    except ValueError:
+        raise AcmixError(f"bad compute capability {text!r}; write it like 8.6 or sm86") from None
+    return value // 10, value % 10
+
+
+def format_capability(cc: tuple[int, int]) -> str:
+    return f"{cc[0]}.{cc[1]}"
+
+
+def check_compatible(
+    sidecar: Sidecar,
+    flavour: str,
+    version: str,
+    capability: tuple[int, int] | None,
+    gpu_name: str | None = None,
+) -> list[str]:
+    """Refuse (AcmixError, one line) an engine this TensorRT or GPU cannot run; return warnings.
+
+    `capability` None skips the GPU check (used when only the flavour / version can be known).
+    """
+    where = f"engine built with {sidecar.trt_flavour} {sidecar.trt_version}"
+    if sidecar.trt_flavour != flavour:
+        raise AcmixError(f"{where} cannot run on {flavour} {version}: rebuild it with --runtime {flavour}")
+    if sidecar.trt_version != version:
+        raise AcmixError(
+            f"{where} cannot run on {flavour} {version} (engines are tied to the exact TensorRT version): "
+            "rebuild it here or install the matching version"
+        )
+    warnings: list[str] = []
+    if capability is None:
+        return warnings
+    here = format_capability(capability)
+    if sidecar.target_compute_capabilities:
+        targets = sidecar.target_compute_capabilities
+        if here not in targets:
+            raise AcmixError(
+                f"{where} targets compute capability {', '.join(targets)}; this GPU"
+                f"{f' ({gpu_name})' if gpu_name else ''} is {here}: rebuild with --compute-capability {here}"
+            )
+    elif sidecar.gpu_compute_capability:
+        if sidecar.gpu_compute_capability != here:
+            raise AcmixError(
+                f"{where} on a compute capability {sidecar.gpu_compute_capability} GPU ({sidecar.gpu_name}); "
+                f"this GPU{f' ({gpu_name})' if gpu_name else ''} is {here}: rebuild the engine on this machine"
+            )
+        if gpu_name and sidecar.gpu_name and gpu_name != sidecar.gpu_name:
+            warnings.append(
+                f"engine was built on {sidecar.gpu_name}, running on {gpu_name} (same compute capability): "
+                "it runs, but rebuilding here may be faster"
+            )
+    elif sidecar.trt_flavour == "tensorrt-rtx" and capability < RTX_DEFAULT_MIN_CC:
+        raise AcmixError(
+            f"{where} for its default targets (compute capability 8.0 and later); this GPU is {here}: "
+            f"rebuild with --compute-capability {here}"
+        )
+    return warnings

@@ -1,0 +1,98 @@
+import json
+
+import pytest
+from PIL import Image
+
+from tests.bench import bench_standins as S
+from acmix_deploy.bench import sources
+from acmix_deploy.cli import main
+
+
+@pytest.fixture(autouse=True)
+def standin_models(monkeypatch):
+    monkeypatch.setattr(sources, "resolve_model", S.resolver)
+
+
+def run_cli(capsys, *args):
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_bench_acceptance_shape(capsys, tmp_path):
+    code, out, err = run_cli(
+        capsys, "bench", "--model", "tiny_acmix", "--baseline", "tiny_plain", "--backend", "onnxruntime",
+        "--backend", "torch,tensorrt", "--batch", "1", "--batch", "2", "--iterations", "3",
+        "--warmup-iterations", "1", "--threads", "1", "--no-memory", "--img-size", "16",
+        "--json", str(tmp_path / "out" / "b.json"), "--csv", str(tmp_path / "b.csv"), "--plot", str(tmp_path / "b.png"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "ratio" in out and "x" in out and "unavailable: tensorrt needs an engine file" in out
+    doc = json.loads((tmp_path / "out" / "b.json").read_text())
+    assert doc["schema_version"] == "1.0" and doc["config"]["batches"] == [1, 2]
+    ok = [r for r in doc["rows"] if r["status"] == "ok"]
+    assert len(ok) == 2 * 2 * 2 and all(r["ratio"] > 0 for r in ok if r["role"] == "model")
+    assert (tmp_path / "b.csv").read_text().startswith("role,model,backend,batch,status")
+    with Image.open(tmp_path / "b.png") as img:
+        assert img.format == "PNG"
+
+
+def test_bench_onnx_file(capsys, tmp_path):
+    path = S.export(S.make_tiny(), tmp_path / "m.onnx", 16)
+    code, out, _ = run_cli(capsys, "bench", "--onnx", str(path), "--iterations", "2", "--warmup-iterations", "0",
+                           "--no-memory", "--threads", "1")  # fmt: skip
+    assert code == 0 and "onnxruntime" in out and "img/s" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--duration-s", "1", "--iterations", "2"], "either --duration-s or --iterations"),
+        (["--batch", "1,x"], "--batch takes integers"),
+        (["--batch", "0"], "--batch values must be >= 1"),
+        (["--backend", "tflite"], "unknown backend"),
+        (["--plot", "out.jpg"], "--plot writes a PNG"),
+        (["--json", "same.out", "--csv", "same.out"], "output files must differ"),
+        (["--onnx", "missing.onnx"], "give only one of"),
+        (["--shift", "diagonal"], "--shift must be"),
+    ],
+)
+def test_bench_user_errors_are_one_line(capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "bench", "--model", "tiny_acmix", "--no-memory", *args)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_bench_nothing_measurable_exits_nonzero_after_the_table(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "bench", "--model", "tiny_acmix", "--backend", "tensorrt", "--no-memory",
+                             "--iterations", "1", "--plot", str(tmp_path / "p.png"))  # fmt: skip
+    assert code == 2 and "unavailable" in out and "no backend produced a measurement" in err
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_bench_empty_workspace(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "bench", "--workspace", str(tmp_path), "--iterations", "1")
+    assert code == 2 and "no onnx" in err.lower()
+
+
+def test_profile_command(capsys, tmp_path):
+    path = S.export(S.make_tiny(), tmp_path / "m.onnx", 16)
+    code, out, err = run_cli(capsys, "profile", "--onnx", str(path), "--iterations", "2", "--warmup", "0",
+                             "--threads", "1", "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png"))  # fmt: skip
+    assert code == 0, err
+    for word in ("stage I", "attention", "conv path", "rest", "layer1.0.conv2", "tensorrt: unavailable"):
+        assert word in out
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["kind"] == "acmix-deploy/profile" and doc["results"][0]["blocks"]
+    with Image.open(tmp_path / "p.png") as img:
+        assert img.format == "PNG"
+
+
+def test_profile_model_name(capsys):
+    code, out, _ = run_cli(capsys, "profile", "--model", "tiny_acmix", "--iterations", "1", "--warmup", "0",
+                           "--backend", "onnxruntime")  # fmt: skip
+    assert code == 0 and "layer1.1.conv2" in out and "total" in out

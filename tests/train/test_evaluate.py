@@ -1,0 +1,209 @@
+"""`eval`: checkpoint vs its ONNX on the digits val set, metadata rules, corrupt images, class checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acmix_deploy.errors import AcmixError
+from acmix_deploy.evaluate import _run_fixed_batch, evaluate
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+
+def export_with_metadata(checkpoint: Path, dest: Path, metadata: bool = True) -> Path:
+    """The reference model exported with the torch.export-based exporter (static batch 1, as the
+    export command's default), with the preprocessing metadata_props that export writes."""
+    import onnx
+    import torch
+
+    from acmix_deploy.registry import create_model
+
+    model = create_model(None, checkpoint=checkpoint)
+    size = model.card.input_size
+    program = torch.onnx.export(
+        model, (torch.zeros(1, 3, size, size),), dynamo=True, input_names=["images"], output_names=["logits"],
+        verbose=False,
+    )
+    program.save(str(dest))
+    proto = onnx.load(str(dest))
+    if metadata:
+        for key, value in model.card.preprocessing().items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, json.dumps(value)
+    onnx.save(proto, str(dest))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory) -> tuple[Path, Path, Path]:
+    out, _ = trained_run
+    folder = tmp_path_factory.mktemp("onnx")
+    with_meta = export_with_metadata(out / "best.pth", folder / "model.onnx")
+    bare = folder / "bare.onnx"
+    import onnx
+
+    proto = onnx.load(str(with_meta))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(bare))
+    return out / "best.pth", with_meta, bare
+
+
+def test_checkpoint_and_its_onnx_agree_on_every_val_image(exported, digits_dir, trained_run):
+    ckpt, onnx_path, _ = exported
+    report = evaluate([ckpt, onnx_path], digits_dir, batch_size=50)
+    torch_res, onnx_res = report.results
+    assert report.total == report.evaluated == 360 and not report.skipped
+    assert torch_res.kind == "pytorch" and onnx_res.kind == "onnx"
+    assert report.agreement(onnx_res) == 360
+    assert onnx_res.correct1 == torch_res.correct1 and onnx_res.correct5 == torch_res.correct5
+    # the same number the training loop measured on the same images
+    assert report.top1(torch_res) == pytest.approx(trained_run[1].best_top1)
+    d = report.to_dict()
+    assert d["artifacts"][1]["top1_agreement"] == 1.0 and d["artifacts"][1]["delta_correct1"] == 0
+
+
+def test_onnx_without_metadata_needs_options(exported, small_digits):
+    ckpt, with_meta, bare = exported
+    with pytest.raises(AcmixError, match="lacks preprocessing metadata .*--img-size"):
+        evaluate([bare], small_digits)
+    fallback = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "crop_ratio": 0.875}
+    # the static graph supplies the size; interpolation defaults to bilinear
+    report = evaluate([with_meta, bare], small_digits, fallback=fallback)
+    assert report.agreement(report.results[1]) == report.evaluated == 30
+    with pytest.raises(AcmixError, match="takes 20x20 images"):
+        evaluate([bare], small_digits, fallback={**fallback, "input_size": 24})
+
+
+def _corrupt_copy(src: Path, dest: Path) -> tuple[Path, Path]:
+    shutil.copytree(src, dest)
+    good = next((dest / "val" / "2").iterdir())
+    truncated = dest / "val" / "2" / "a_truncated.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    text = dest / "val" / "7" / "b_text.png"
+    text.write_text("not an image")
+    return truncated, text
+
+
+def test_corrupt_images_are_skipped_and_counted_or_stop(exported, small_digits, tmp_path):
+    ckpt, onnx_path, _ = exported
+    truncated, text = _corrupt_copy(small_digits, tmp_path / "data")
+    report = evaluate([ckpt, onnx_path], tmp_path / "data", batch_size=4)
+    assert report.total == 32 and report.evaluated == 30
+    assert sorted(f for f, _ in report.skipped) == sorted([str(truncated), str(text)])
+    clean = evaluate([ckpt], small_digits)
+    assert report.results[0].correct1 == clean.results[0].correct1  # the same 30 images counted
+    assert len(report.results[1].top1_pred) == 30
+    with pytest.raises(AcmixError, match="corrupt image .*a_truncated.png"):
+        evaluate([ckpt], tmp_path / "data", on_corrupt="stop")
+
+
+def test_cli_eval_one_line_errors_and_table(exported, small_digits, tmp_path, capsys):
+    from acmix_deploy.cli import main
+
+    ckpt, onnx_path, _ = exported
+    _corrupt_copy(small_digits, tmp_path / "data")
+    fake_engine = tmp_path / "model.engine"
+    fake_engine.write_bytes(b"not an engine")
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--data", str(tmp_path / "data"), "--on-corrupt", "stop", str(ckpt)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: corrupt image") and "\n" not in err
+
+    with pytest.raises(SystemExit) as done:
+        main(["eval", "--data", str(tmp_path / "data"), str(ckpt), str(onnx_path), str(fake_engine),
+              "--json", str(tmp_path / "r.json")])
+    assert done.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "skipped 2 corrupt image(s)" in out and "unavailable" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["evaluated"] == 30 and len(data["skipped"]) == 2
+    assert data["artifacts"][1]["agree"] == 30 and data["artifacts"][2]["available"] is False
+
+
+def test_class_count_must_match(exported, small_digits, tmp_path):
+    ckpt, onnx_path, _ = exported
+    shutil.copytree(small_digits / "val", tmp_path / "nine")
+    shutil.rmtree(tmp_path / "nine" / "9")
+    with pytest.raises(AcmixError, match="10 classes but .* has 9"):
+        evaluate([onnx_path], tmp_path / "nine")
+    with pytest.raises(AcmixError, match="differ from the folders|10 classes"):
+        evaluate([ckpt], tmp_path / "nine")
+
+
+def test_fixed_batch_padding():
+    calls = []
+
+    def fn(chunk):
+        calls.append(len(chunk))
+        return chunk.reshape(len(chunk), -1)[:, :2] * 2
+
+    x = np.arange(5 * 3 * 2 * 2, dtype=np.float32).reshape(5, 3, 2, 2)
+    out = _run_fixed_batch(fn, x, 2)
+    assert calls == [2, 2, 2] and out.shape == (5, 2)
+    assert np.array_equal(out, x.reshape(5, -1)[:, :2] * 2)
+
+
+def test_batch_limits_pad_only_below_the_minimum():
+    calls = []
+
+    def fn(chunk):
+        calls.append(len(chunk))
+        return chunk[:, :1, 0, 0]
+
+    x = np.arange(7, dtype=np.float32).reshape(7, 1, 1, 1)
+    out = _run_fixed_batch(fn, x, 4, 2)
+    assert calls == [4, 3] and out[:, 0].tolist() == list(range(7))
+    calls.clear()
+    _run_fixed_batch(fn, x[:5], 4, 2)
+    assert calls == [4, 2]  # the single leftover image is padded to the engine's minimum batch
+
+
+def _linear_onnx(path: Path, weight: np.ndarray, size: int, fp16_io: bool) -> Path:
+    """A hand-built classifier with a dynamic batch: mean over pixels, then (3 -> 10) MatMul."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    dtype = TensorProto.FLOAT16 if fp16_io else TensorProto.FLOAT
+    nodes = [helper.make_node("Cast", ["images"], ["x32"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["x32", "axes"], ["pooled"], keepdims=0),
+             helper.make_node("MatMul", ["pooled", "w"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "linear",
+        [helper.make_tensor_value_info("images", dtype, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(np.array([2, 3], np.int64), "axes"), numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    meta = {"input_size": size, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "crop_ratio": 1.0,
+            "interpolation": "nearest", "classes": [str(d) for d in range(10)]}
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_dynamic_batch_and_fp16_inputs_follow_their_own_metadata(small_digits, tmp_path):
+    from PIL import Image
+
+    from acmix_deploy.train.data import ImageFolder, Preprocessing, eval_transform
+
+    weight = np.random.default_rng(0).normal(size=(3, 10)).astype(np.float32)
+    fp32 = _linear_onnx(tmp_path / "lin.onnx", weight, 12, fp16_io=False)
+    fp16 = _linear_onnx(tmp_path / "lin16.onnx", weight, 12, fp16_io=True)
+    report = evaluate([fp32, fp16], small_digits, batch_size=7)
+    pre = Preprocessing(12, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 1.0, "nearest")
+    ds = ImageFolder(small_digits / "val")
+    x = np.stack([eval_transform(Image.open(p).convert("RGB"), pre) for p, _ in ds.samples])
+    expected = (x.mean(axis=(2, 3)) @ weight).argmax(1)
+    assert np.array_equal(report.results[0].top1_pred, expected)
+    assert report.results[0].correct1 == int((expected == ds.targets).sum())
+    assert report.agreement(report.results[1]) >= 29  # fp16 rounding of the inputs may flip a near tie
