@@ -16,10 +16,7 @@ console = Console()
 
 
 def _export(model: str, checkpoint: Optional[Path], artifacts: Optional[Path]) -> Path:
-    try:
-        from acmix_deploy.export import export_onnx
-    except ImportError:
-        raise AcmixError("--model needs acmix_deploy.export, which this installation lacks: pass --onnx FILE") from None
+    from acmix_deploy.export import export_onnx  # part of the package; imported lazily (torch export stack)
     result = export_onnx(model, checkpoint=checkpoint, dynamic_batch=True, optimize=True, workspace=artifacts)
     console.print(f"exported {model} -> {result.path}")
     return Path(result.path)
