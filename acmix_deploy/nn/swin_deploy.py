@@ -44,16 +44,20 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
 
 
 class SwinAttentionPath(nn.Module):
-    """Window attention from qkv rows (q pre-scaled) to output rows in the original frame."""
+    """Window attention from qkv rows (q pre-scaled) to output rows in the original frame.
+
+    `rolled_input`: the qkv rows already come in the rolled frame's raster order, so the input gather
+    only partitions the windows."""
 
     def __init__(self, ref: WindowAttention, resolution: tuple[int, int], window: int, shift: int,
-                 mask: torch.Tensor | None, out_scale: float):
+                 mask: torch.Tensor | None, out_scale: float, rolled_input: bool = False):
         super().__init__()
         h, w = resolution
         self.heads, self.head_dim, self.window = ref.num_heads, ref.head_dim, window
         self.tokens = window * window
         order = _rolled_window_order(h, w, window, shift)
-        self.register_buffer("window_index", order, persistent=False)
+        window_index = _rolled_window_order(h, w, window, 0) if rolled_input else order
+        self.register_buffer("window_index", window_index, persistent=False)
         self.register_buffer("output_index", torch.argsort(order), persistent=False)
         with torch.no_grad():
             bias = ref.relative_bias().detach().unsqueeze(0)  # (1, heads, N, N)
@@ -91,38 +95,58 @@ class ChannelMix(nn.Module):
 
 class SwinConvPath(nn.Module):
     """The ACmix conv path from qkv rows (q pre-scaled): fc over the stacked head pieces, the grouped
-    shift conv, both inside the rolled frame; output rows in the original frame."""
+    shift conv, both inside the rolled frame; output rows in the original frame.
 
-    def __init__(self, ref: WindowAttention, resolution: tuple[int, int], shift: int, q_scale: float):
+    Where fc does not reduce the channels (3 * heads <= 9, Swin-T/S stage 1) it is folded into dep_conv:
+    the conv reads the qkv pieces directly (same MACs, no fc MatMul and bias Add), and the fc bias, which
+    the reference adds before the zero-padded dep_conv, becomes the exact constant map dep_conv(bias).
+    """
+
+    def __init__(self, ref: WindowAttention, resolution: tuple[int, int], shift: int, q_scale: float,
+                 rolled_input: bool = False):
         super().__init__()
         h, w = resolution
         nh, hd = ref.num_heads, ref.head_dim
         self.heads, self.head_dim, self.height, self.width = nh, hd, h, w
+        dtype = ref.qkv.weight.dtype
         rate2 = ref.rate2.detach().double()
         fc_w = ref.fc.weight.detach().double().reshape(9, 3 * nh) * rate2
         fc_w[:, :nh] /= q_scale
-        dtype = ref.qkv.weight.dtype
-        self.fc = ChannelMix(fc_w.to(dtype), (ref.fc.bias.detach().double() * rate2).to(dtype))
+        fc_b = ref.fc.bias.detach().double() * rate2
         # --shift tensor: explicit shifted slices instead of the grouped conv (paper Fig. 3a / Table 7)
         self.explicit_shift = ref.dep_conv.mode == "tensor"
-        if not self.explicit_shift:
-            self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
-            self.dep_conv.weight.data.copy_(ref.dep_conv.weight.detach())
-        if shift:
-            order = _rolled_order(h, w, shift)
-            self.register_buffer("roll_index", order, persistent=False)
-            self.register_buffer("unroll_index", torch.argsort(order), persistent=False)
+        self.fold_fc = not self.explicit_shift and 3 * nh <= 9
+        pieces = 3 * nh if self.fold_fc else 9
+        # dep_conv's channel order is d * pieces + j; the channel-first maps come in j * hd + d order
+        order = torch.arange(pieces * hd).reshape(pieces, hd).t().reshape(-1)
+        self.register_buffer("group_order", order, persistent=False)
+        if self.fold_fc:
+            kernel = ref.dep_conv.weight.detach().double()  # (C, 9, 3, 3), C = hd * nh
+            self.dep_conv = nn.Conv2d(pieces * hd, nh * hd, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
+            self.dep_conv.weight.data.copy_(torch.einsum("ojyx,ji->oiyx", kernel, fc_w).to(dtype))
+            bias_in = fc_b.reshape(1, 1, 9, 1, 1).expand(1, hd, 9, h, w).reshape(1, 9 * hd, h, w)
+            bias_map = F.conv2d(bias_in, kernel, padding=1, groups=hd)
+            self.register_buffer("conv_bias", bias_map[0].to(dtype).contiguous(), persistent=False)
         else:
-            self.roll_index = self.unroll_index = None
+            self.fc = ChannelMix(fc_w.to(dtype), fc_b.to(dtype))
+            if not self.explicit_shift:
+                self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
+                self.dep_conv.weight.data.copy_(ref.dep_conv.weight.detach())
+        order = _rolled_order(h, w, shift) if shift else None
+        self.register_buffer("roll_index", None if rolled_input else order, persistent=False)
+        self.register_buffer("unroll_index", None if order is None else torch.argsort(order), persistent=False)
 
     def forward(self, qkv: torch.Tensor) -> torch.Tensor:
         nh, hd, h, w = self.heads, self.head_dim, self.height, self.width
         if self.roll_index is not None:
             qkv = qkv.index_select(1, self.roll_index)
-        # (B, HW, 3C) -> (B, 3 heads, hd * HW): a plain 2-D transpose; fc mixes the 3 heads pieces,
-        # then (B, 9, hd, HW) -> (B, hd, 9, HW) moves whole maps into dep_conv's channel order d * 9 + j
-        pieces = qkv.transpose(1, 2).reshape(-1, 3 * nh, hd * h * w)
-        f = self.fc(pieces).reshape(-1, 9, hd, h * w).transpose(1, 2).reshape(-1, 9 * hd, h, w)
+        # (B, HW, 3C) -> (B, 3C, HW): a plain 2-D transpose, channel (piece i) * hd + d
+        maps = qkv.transpose(1, 2)
+        if not self.fold_fc:  # fc mixes the 3 heads pieces of every d: one MatMul over (B, 3 heads, hd * HW)
+            maps = self.fc(maps.reshape(-1, 3 * nh, hd * h * w)).reshape(-1, 9 * hd, h * w)
+        # whole maps into dep_conv's group order d * pieces + j: a row Gather (a Transpose here would be
+        # merged by ONNX Runtime with the one above into a 4-D transpose that is ~10x slower)
+        f = maps.index_select(1, self.group_order).reshape(-1, maps.shape[1], h, w)
         if self.explicit_shift:
             padded = F.pad(f, (1, 1, 1, 1)).reshape(-1, hd, 9, h + 2, w + 2)
             total = padded[:, :, 0, 0:h, 0:w]
@@ -132,14 +156,22 @@ class SwinConvPath(nn.Module):
             # every output of group d is the same map: (B, HW, hd, 1), broadcast by the caller
             out = total.reshape(-1, hd, h * w).transpose(1, 2).unsqueeze(-1)
         else:
-            out = self.dep_conv(f).reshape(-1, nh * hd, h * w).transpose(1, 2)  # (B, HW, C) rolled rows
+            conv = self.dep_conv(f)
+            if self.fold_fc:
+                conv = conv + self.conv_bias
+            out = conv.reshape(-1, nh * hd, h * w).transpose(1, 2)  # (B, HW, C) rolled rows
         if self.unroll_index is not None:
             out = out.index_select(1, self.unroll_index)
         return out
 
 
 class WindowAttentionDeploy(nn.Module):
-    """qkv projection (stage I), attention path and, for Swin-ACmix, conv path; rows in, rows out."""
+    """qkv projection (stage I), attention path and, for Swin-ACmix, conv path; rows in, rows out.
+
+    A shifted Swin-ACmix block gathers its C-channel input rows into the rolled frame once, so neither
+    path gathers the 3C-channel qkv rows for the roll (plain Swin keeps the roll inside the window gather,
+    which needs no extra gather at all).
+    """
 
     def __init__(self, ref: WindowAttention, resolution: tuple[int, int], window: int, shift: int,
                  mask: torch.Tensor | None):
@@ -152,10 +184,14 @@ class WindowAttentionDeploy(nn.Module):
         bias[:c] *= scale
         self.qkv = _linear(weight, bias)
         rate1 = float(ref.rate1.detach()) if ref.acmix else 1.0
-        self.attention = SwinAttentionPath(ref, resolution, window, shift, mask, rate1)
-        self.conv_path = SwinConvPath(ref, resolution, shift, scale) if ref.acmix else None
+        rolled = bool(ref.acmix and shift)
+        self.attention = SwinAttentionPath(ref, resolution, window, shift, mask, rate1, rolled)
+        self.conv_path = SwinConvPath(ref, resolution, shift, scale, rolled) if ref.acmix else None
+        self.register_buffer("roll_index", _rolled_order(*resolution, shift) if rolled else None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.roll_index is not None:
+            x = x.index_select(1, self.roll_index)
         qkv = self.qkv(x)
         out = self.attention(qkv)
         if self.conv_path is None:

@@ -170,6 +170,8 @@ def test_folds_are_exact_in_float64(name, conv_form):
                 p.normal_(0, 0.5)
     options = {"conv_form": conv_form} if conv_form else {}
     deployed = switch_to_deploy(model, ov["img_size"], **options)
+    if name.startswith("swin"):  # both Swin conv-path forms: fc folded into dep_conv (3 * heads <= 9) or not
+        assert [layer.blocks[1].attn.conv_path.fold_fc for layer in deployed.layers[:2]] == [True, False]
     x = torch.randn(2, 3, ov["img_size"], ov["img_size"], dtype=torch.float64)
     with torch.no_grad():
         for ref, got in zip(model.forward_stages(x), deployed.forward_stages(x)):

@@ -110,7 +110,8 @@ def test_acmix_paths_are_named_and_compact(name, small_export):
         assert stage1 <= parts
         assert any(q.startswith(p + ".attention") for q in parts)
         assert any(q.startswith(p + ".conv_path") for q in parts)
-        assert sum(n.op_type == "Gather" for n in mine) <= 4
+        # ResNet: halo blocks; Swin: roll, window partition, window reverse, dep_conv group order, unroll
+        assert sum(n.op_type == "Gather" for n in mine) <= 5
         assert not any(n.op_type == "Concat" for n in mine if ".attention" in n.name)
     if name.startswith("swin"):  # a roll would be Slice + Concat; the only Slices split q, k, v
         in_blocks = [n for n in nodes if ".blocks." in n.name]
