@@ -43,6 +43,20 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return lin
 
 
+class ProjectionAndSum(nn.Module):
+    """The attention output projection fused with the sum of both ACmix paths: one 2-D MatMul + Add
+    (torch.addmm) that ONNX Runtime runs as a single Gemm, where a 3-D Linear plus a separate Add
+    would be a Gemm and an Add. proj's bias is added by the caller's `other` (the conv path output)."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight.clone())  # (C_out, C_in), as nn.Linear
+
+    def forward(self, rows: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        b, n, c = rows.shape
+        return torch.addmm(other.reshape(-1, c), rows.reshape(-1, c), self.weight.t()).reshape(b, n, c)
+
+
 class SwinAttentionPath(nn.Module):
     """Window attention from qkv rows (q pre-scaled) to output rows in the original frame.
 
@@ -50,7 +64,7 @@ class SwinAttentionPath(nn.Module):
     only partitions the windows."""
 
     def __init__(self, ref: WindowAttention, resolution: tuple[int, int], window: int, shift: int,
-                 mask: torch.Tensor | None, out_scale: float, rolled_input: bool = False):
+                 mask: torch.Tensor | None, out_scale: float, rolled_input: bool = False, sum_in_proj: bool = False):
         super().__init__()
         h, w = resolution
         self.heads, self.head_dim, self.window = ref.num_heads, ref.head_dim, window
@@ -65,9 +79,13 @@ class SwinAttentionPath(nn.Module):
                 bias = bias + mask.detach().unsqueeze(1)  # (nW, heads, N, N)
         self.n_windows = (h // window) * (w // window)
         self.register_buffer("bias", bias.contiguous(), persistent=False)
-        self.proj = _linear(ref.proj.weight.detach() * out_scale, ref.proj.bias.detach() * out_scale)
+        weight, bias = ref.proj.weight.detach() * out_scale, ref.proj.bias.detach() * out_scale
+        # sum_in_proj: proj(rows) + other as one Gemm; the caller adds proj's bias to `other`
+        self.proj = ProjectionAndSum(weight) if sum_in_proj else _linear(weight, bias)
 
-    def forward(self, qkv: torch.Tensor) -> torch.Tensor:
+    def forward(self, qkv: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        """Output rows in the original frame; `other` (same rows, carrying proj's bias) is added inside
+        the projection when the path was built with sum_in_proj."""
         n, nh, hd = self.tokens, self.heads, self.head_dim
         windows = qkv.index_select(1, self.window_index).reshape(-1, n, 3, nh, hd)
         q, k, v = windows.permute(2, 0, 3, 1, 4).unbind(0)  # (B * nW, heads, N, hd)
@@ -77,7 +95,8 @@ class SwinAttentionPath(nn.Module):
         else:
             logits = logits + self.bias
         out = torch.matmul(logits.softmax(dim=-1), v).transpose(1, 2).reshape(-1, self.n_windows * n, nh * hd)
-        return self.proj(out.index_select(1, self.output_index))
+        out = out.index_select(1, self.output_index)
+        return self.proj(out) if other is None else self.proj(out, other)
 
 
 class ChannelMix(nn.Module):
@@ -103,7 +122,7 @@ class SwinConvPath(nn.Module):
     """
 
     def __init__(self, ref: WindowAttention, resolution: tuple[int, int], shift: int, q_scale: float,
-                 rolled_input: bool = False):
+                 rolled_input: bool = False, out_bias: torch.Tensor | None = None):
         super().__init__()
         h, w = resolution
         nh, hd = ref.num_heads, ref.head_dim
@@ -125,13 +144,17 @@ class SwinConvPath(nn.Module):
             self.dep_conv = nn.Conv2d(pieces * hd, nh * hd, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
             self.dep_conv.weight.data.copy_(torch.einsum("ojyx,ji->oiyx", kernel, fc_w).to(dtype))
             bias_in = fc_b.reshape(1, 1, 9, 1, 1).expand(1, hd, 9, h, w).reshape(1, 9 * hd, h, w)
-            bias_map = F.conv2d(bias_in, kernel, padding=1, groups=hd)
-            self.register_buffer("conv_bias", bias_map[0].to(dtype).contiguous(), persistent=False)
+            bias_map = F.conv2d(bias_in, kernel, padding=1, groups=hd)[0]
+            if out_bias is not None:
+                bias_map = bias_map + out_bias.detach().double().reshape(-1, 1, 1)
+            self.register_buffer("conv_bias", bias_map.to(dtype).contiguous(), persistent=False)
         else:
             self.fc = ChannelMix(fc_w.to(dtype), fc_b.to(dtype))
             if not self.explicit_shift:
-                self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
+                self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=out_bias is not None, dtype=dtype)
                 self.dep_conv.weight.data.copy_(ref.dep_conv.weight.detach())
+                if out_bias is not None:
+                    self.dep_conv.bias.data.copy_(out_bias.detach())
         order = _rolled_order(h, w, shift) if shift else None
         self.register_buffer("roll_index", None if rolled_input else order, persistent=False)
         self.register_buffer("unroll_index", None if order is None else torch.argsort(order), persistent=False)
@@ -170,7 +193,9 @@ class WindowAttentionDeploy(nn.Module):
 
     A shifted Swin-ACmix block gathers its C-channel input rows into the rolled frame once, so neither
     path gathers the 3C-channel qkv rows for the roll (plain Swin keeps the roll inside the window gather,
-    which needs no extra gather at all).
+    which needs no extra gather at all). The attention output projection and the sum of both paths are
+    one 2-D MatMul + Add that ONNX Runtime fuses into a Gemm; proj's bias moves into the conv path
+    (dep_conv's bias, free, or the constant map of a folded fc).
     """
 
     def __init__(self, ref: WindowAttention, resolution: tuple[int, int], window: int, shift: int,
@@ -185,14 +210,20 @@ class WindowAttentionDeploy(nn.Module):
         self.qkv = _linear(weight, bias)
         rate1 = float(ref.rate1.detach()) if ref.acmix else 1.0
         rolled = bool(ref.acmix and shift)
-        self.attention = SwinAttentionPath(ref, resolution, window, shift, mask, rate1, rolled)
-        self.conv_path = SwinConvPath(ref, resolution, shift, scale, rolled) if ref.acmix else None
+        self.fused_projection = bool(ref.acmix and ref.dep_conv.mode != "tensor")
+        self.attention = SwinAttentionPath(ref, resolution, window, shift, mask, rate1, rolled, self.fused_projection)
+        self.conv_path = None
+        if ref.acmix:
+            out_bias = ref.proj.bias.detach() * rate1 if self.fused_projection else None
+            self.conv_path = SwinConvPath(ref, resolution, shift, scale, rolled, out_bias)
         self.register_buffer("roll_index", _rolled_order(*resolution, shift) if rolled else None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.roll_index is not None:
             x = x.index_select(1, self.roll_index)
         qkv = self.qkv(x)
+        if self.fused_projection:
+            return self.attention(qkv, self.conv_path(qkv))
         out = self.attention(qkv)
         if self.conv_path is None:
             return out

@@ -114,6 +114,10 @@ def test_acmix_paths_are_named_and_compact(name, small_export):
         assert sum(n.op_type == "Gather" for n in mine) <= 5
         assert not any(n.op_type == "Concat" for n in mine if ".attention" in n.name)
     if name.startswith("swin"):  # a roll would be Slice + Concat; the only Slices split q, k, v
+        for p in blocks:  # proj and the sum of both paths: one Gemm whose C input is the conv path output
+            gemms = [n for n in nodes if n.name.startswith(p + ".attention.proj/") and n.op_type == "Gemm"]
+            assert len(gemms) == 1 and len(gemms[0].input) == 3
+            assert not any(n.name.startswith(p + "/") and n.op_type == "Add" for n in nodes)
         in_blocks = [n for n in nodes if ".blocks." in n.name]
         assert not any(n.op_type == "Concat" for n in in_blocks)
         assert sum(n.op_type == "Slice" for n in in_blocks) <= 3 * len(blocks)
