@@ -5,14 +5,16 @@
 
 1. Times `export_onnx("resnet_acmix50")` with verification (the export-time target: <= 60 s on 2 cores).
 2. Exports every pair (resnet_acmix26/38/50 vs resnet26/38/50, swin_acmix_t vs swin_t) at batch 1
-   and, in a fresh process that only loads the files (steps 2-4), times them interleaved: every round
-   runs each session once, sessions never spin (session.intra_op.allow_spinning = 0, DESIGN.md
-   section 4), fixed intra-op threads; medians of the rounds after warm-up.
+   and, in a fresh process that only loads the files (steps 2-4), times each pair interleaved on its
+   own: every round runs the two sessions once each, sessions never spin
+   (session.intra_op.allow_spinning = 0, DESIGN.md section 4), fixed intra-op threads; medians of the
+   rounds after warm-up, and the quartiles of the per-round ratios (how much the machine moved).
 3. Times the eager PyTorch reference forward of resnet_acmix50 against its ONNX file in ONNX Runtime,
    alternated round by round (same threads, same input, OMP_WAIT_POLICY=PASSIVE unless set).
 4. Compares the ResNet-ACmix-50 conv-path forms (split / grouped / dense; the pairs use the export's
-   default) and profiles the default export with ONNX Runtime's profiler: shares by op type and by
-   ACmix part (stage I, attention, conv path, rest), mapped back through ONNX Runtime's fused names.
+   default) and profiles the default exports of resnet_acmix50 and swin_acmix_t with ONNX Runtime's
+   profiler: shares by op type and by ACmix part (stage I, attention, conv path, rest), mapped back
+   through ONNX Runtime's fused names.
 
 Random-init weights (the latency does not depend on them). Files go to a temporary folder, or to
 --workdir, where a rerun reuses them.
@@ -160,11 +162,19 @@ def measure(spec: dict) -> dict:
     out: dict = {}
     form_times = interleaved(forms, size, threads, runs, warmup)
     out["forms"] = {k: [median(form_times[k]), median(form_times[k + ":cpu"])] for k in forms}
-    times = interleaved(pairs, size, threads, runs, warmup)
-    out["pairs"] = {k: [median(times[k]), median(times[k + ":cpu"])] for k in pairs}
+    # each pair alternates on its own: a ratio's two models run back to back with no third model's
+    # sessions (and memory) in between; per-round ratios show how much the machine moved
+    out["pairs"], out["round_ratios"] = {}, {}
+    for acmix, plain in spec["pair_names"]:
+        times = interleaved({acmix: pairs[acmix], plain: pairs[plain]}, size, threads, runs, warmup)
+        for k in (acmix, plain):
+            out["pairs"][k] = [median(times[k]), median(times[k + ":cpu"])]
+        per_round = np.array(times[acmix]) / np.array(times[plain])
+        out["round_ratios"][acmix] = [float(np.percentile(per_round, q)) for q in (25, 50, 75)]
     eager, ort = eager_vs_ort("resnet_acmix50", pairs["resnet_acmix50"], size, threads, spec["eager_runs"])
     out["eager_ms"], out["eager_ort_ms"] = median(eager), median(ort)
     out["profile"] = profile_summary(pairs["resnet_acmix50"], size, threads)
+    out["profile_swin"] = profile_summary(pairs["swin_acmix_t"], size, threads)
     return out
 
 
@@ -217,7 +227,7 @@ def main() -> None:
             pairs[plain] = export(plain, folder, args.size)
         spec = {"size": args.size, "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
                 "eager_runs": args.eager_runs, "forms": {k: str(v) for k, v in forms.items()},
-                "pairs": {k: str(v) for k, v in pairs.items()}}
+                "pairs": {k: str(v) for k, v in pairs.items()}, "pair_names": PAIRS}
         spec_path = folder / "measure_spec.json"
         spec_path.write_text(json.dumps(spec))
         child = subprocess.run([sys.executable, __file__, "--measure", str(spec_path)], capture_output=True,
@@ -238,14 +248,16 @@ def main() -> None:
 
     report["ort_ms"] = {k: v[0] for k, v in m["pairs"].items()}
     print(f"\nORT CPU latency, batch 1, {args.size} px, {args.threads} threads, no spinning, "
-          f"median of {args.runs} interleaved rounds:")
-    print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio   (CPU-time ratio)")
+          f"median of {args.runs} rounds, each pair interleaved on its own:")
+    print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio   (CPU-time ratio)   per-round ratio p25-p75")
     ratios, cpu_ratios = {}, {}
     for acmix, plain in PAIRS:
         (a, ac), (b, bc) = m["pairs"][acmix], m["pairs"][plain]
         ratios[f"{acmix}/{plain}"], cpu_ratios[f"{acmix}/{plain}"] = a / b, ac / bc
-        print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}    ({ac / bc:.2f})")
+        lo, _, hi = m["round_ratios"][acmix]
+        print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}    ({ac / bc:.2f})             {lo:.2f}-{hi:.2f}")
     report["ratios"], report["cpu_time_ratios"] = ratios, cpu_ratios
+    report["round_ratio_quartiles"] = m["round_ratios"]
 
     speedup = m["eager_ms"] / m["eager_ort_ms"]
     report["eager_reference_ms"], report["ort_vs_eager_speedup"] = m["eager_ms"], speedup
@@ -260,6 +272,10 @@ def main() -> None:
     prof = report["profile_resnet_acmix50"] = m["profile"]
     print(f"\nProfile of resnet_acmix50 (default export, conv form {DEFAULT_CONV_FORM}), "
           f"{prof['total_ms_per_run']:.1f} ms of kernels/run:")
+    print("  by part:  " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in prof["part_share"].items()))
+    print("  by op:    " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in list(prof["op_type_share"].items())[:10]))
+    prof = report["profile_swin_acmix_t"] = m["profile_swin"]
+    print(f"\nProfile of swin_acmix_t (default export), {prof['total_ms_per_run']:.1f} ms of kernels/run:")
     print("  by part:  " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in prof["part_share"].items()))
     print("  by op:    " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in list(prof["op_type_share"].items())[:10]))
     report["loadavg_end"] = os.getloadavg()

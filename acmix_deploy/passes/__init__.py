@@ -3,7 +3,8 @@
 `PASSES` maps a pass name to its function; `DEFAULT_ORDER` is the order `acmix-deploy optimize`
 and the export command run them in. Order matters: constants are folded first so the later passes
 see constant weights; BatchNormalization and scalar multipliers are folded into each Conv before
-parallel Convs are stacked (after the fusion they would sit behind the Split).
+parallel Convs are stacked (after the fusion they would sit behind the Split); fold_scalars leaves
+the 0.5 of an erf-GELU alone, which gelu_fusable then moves to where ONNX Runtime's fusion looks.
 The pipeline with its parity gate and report is in `acmix_deploy.passes.pipeline`.
 """
 
@@ -20,6 +21,7 @@ from acmix_deploy.passes.fold_batchnorm import fold_batchnorm
 from acmix_deploy.passes.fold_constants import fold_constants
 from acmix_deploy.passes.fold_scalars import fold_scalars
 from acmix_deploy.passes.fuse_conv1x1 import fuse_parallel_conv1x1
+from acmix_deploy.passes.gelu import gelu_fusable
 
 GraphPass = Callable[[gs.Graph], gs.Graph]
 
@@ -39,6 +41,7 @@ PASSES: dict[str, PassInfo] = {
         PassInfo("fold_batchnorm", fold_batchnorm, "fold inference BatchNormalization into the Conv before it"),
         PassInfo("fold_scalars", fold_scalars, "fold constant Mul/Div into adjacent Conv/MatMul/Gemm weights"),
         PassInfo("fuse_parallel_conv1x1", fuse_parallel_conv1x1, "stack 1x1 Convs reading one tensor into one Conv + Split"),
+        PassInfo("gelu_fusable", gelu_fusable, "reorder exported erf-GELUs (exactly) so ONNX Runtime fuses each into one Gelu"),
     )
 }
 
@@ -48,6 +51,7 @@ DEFAULT_ORDER: tuple[str, ...] = (
     "fold_batchnorm",
     "fold_scalars",
     "fuse_parallel_conv1x1",
+    "gelu_fusable",
 )
 
 
@@ -82,5 +86,6 @@ __all__ = [
     "fold_constants",
     "fold_scalars",
     "fuse_parallel_conv1x1",
+    "gelu_fusable",
     "resolve_passes",
 ]

@@ -17,7 +17,7 @@ EXPORT_OPTIONS: dict[str, dict[str, Any]] = {
     "resnet_acmix38": {},
     "resnet_acmix50": {"features": True},
     "swin_acmix_t": {},
-    "swin_acmix_s": {},
+    "swin_acmix_s": {"optimize": True},
     "resnet26": {},
     "resnet38": {"batch": 2},
     "resnet50": {},

@@ -18,6 +18,7 @@ from acmix_deploy.export import (
     reference_and_deploy, settle_batchnorm, verification_images,
 )
 from acmix_deploy.registry import create_model, get_card, list_models
+from tests.conftest import small_overrides
 from tests.export.conftest import EXPORT_OPTIONS, small_export_kwargs
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.]*/[A-Za-z]+_\d+$")
@@ -126,6 +127,21 @@ def test_acmix_paths_are_named_and_compact(name, small_export):
 def test_optimize_runs_the_graph_passes(small_export):
     result = small_export("resnet_acmix26")
     assert result.optimized and any("graph passes applied" in note for note in result.notes)
+
+
+def test_swin_gelus_run_as_one_onnx_runtime_kernel(small_export, tmp_path):
+    """After the export's graph passes, ONNX Runtime fuses every MLP GELU into a single Gelu node."""
+    import onnxruntime as ort
+
+    path = small_export("swin_acmix_s").path  # the small Swin export that runs the graph passes
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "ort.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    kinds = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    blocks = sum(len(layer.blocks) for layer in create_model("swin_acmix_s", **small_overrides("swin_acmix_s")).layers)
+    assert kinds.count("Gelu") == blocks and "Erf" not in kinds
 
 
 def test_missing_graph_passes_are_skipped_with_a_note(monkeypatch):

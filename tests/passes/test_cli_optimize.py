@@ -13,7 +13,7 @@ import pytest
 from acmix_deploy import workspace as ws
 from acmix_deploy.cli import main
 from acmix_deploy.cli.app import app
-from acmix_deploy.passes import PASSES, PassInfo
+from acmix_deploy.passes import DEFAULT_ORDER, PASSES, PassInfo
 from tests.passes.test_pipeline import corrupting, small_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def test_workspace_input_is_the_newest_export_and_result_is_recorded(model_file,
     assert f"input: {exported.resolve()}" in text
     art = ws.newest(ws.ONNX_OPTIMIZED, model="tiny_net", workspace=wsdir)
     assert Path(art.path) == (exported.parent / "tiny_net.opt.onnx").resolve()
-    assert art.meta["passes"][-1] == "fuse_parallel_conv1x1"
+    assert art.meta["passes"] == list(DEFAULT_ORDER)
 
 
 def test_failing_gate_exits_nonzero_and_writes_nothing(model_file, tmp_path, monkeypatch, capsys):

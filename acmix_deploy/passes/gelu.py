@@ -1,0 +1,96 @@
+"""gelu_fusable: put exported erf-GELUs into the operand order ONNX Runtime fuses into one Gelu.
+
+torch.export writes GELU as x * (0.5 * (1 + erf(x / sqrt(2)))). ONNX Runtime's GeluFusion
+recognises (x * (1 + erf(x / sqrt(2)))) * 0.5 and (x * 0.5) * (1 + erf(...)), but not this order,
+so every Swin MLP ran five elementwise kernels (Div, Erf, Add, Mul, Mul) instead of one Gelu:
+~2 ms of a ~60 ms Swin-T forward on 2 CPU cores (benchmarks/export_latency.py). TensorRT matches
+GELU patterns itself and is indifferent to the order.
+
+The rewrite moves the factor 0.5 to the end: Mul(x, Mul(0.5, t)) -> Mul(Mul(x, t), 0.5). Scaling
+by a power of two is exact in binary floating point (barring overflow and underflow), so before
+the fusion the rewritten graph computes the same bits. The inner Mul must have no other reader.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from acmix_deploy.passes._graph import constant_value, is_onnx_op, pinned_names, producer, sole_consumer
+
+SQRT2 = math.sqrt(2.0)
+
+
+def _scalar(tensor: gs.Tensor) -> float | None:
+    value = constant_value(tensor)
+    if value is None or value.size != 1 or not np.issubdtype(value.dtype, np.floating):
+        return None
+    return float(value.reshape(-1)[0])
+
+
+def _split_const(node: gs.Node) -> tuple[gs.Tensor, float] | None:
+    """(variable operand, scalar constant) of a binary node with one 1-element float constant."""
+    if len(node.inputs) != 2 or not is_onnx_op(node):
+        return None
+    a, b = node.inputs
+    cb, ca = _scalar(b), _scalar(a)
+    if cb is not None and ca is None:
+        return a, cb
+    if ca is not None and cb is None and node.op != "Div":
+        return b, ca
+    return None
+
+
+def _erf_branch_input(t: gs.Tensor) -> gs.Tensor | None:
+    """x when `t` = 1 + erf(x / sqrt(2)) (either Add order), else None. (ONNX Runtime's fusion wants
+    the Div; with Mul(x, 1/sqrt2) it fuses neither order, so that form is left alone.)"""
+    add = producer(t)
+    if add is None or add.op != "Add" or (parts := _split_const(add)) is None or parts[1] != 1.0:
+        return None
+    erf = producer(parts[0])
+    if erf is None or erf.op != "Erf" or not is_onnx_op(erf):
+        return None
+    scale = producer(erf.inputs[0])
+    if scale is None or scale.op != "Div" or (inner := _split_const(scale)) is None:
+        return None
+    x, c = inner
+    return x if math.isclose(c, SQRT2, rel_tol=1e-6) else None
+
+
+def is_gelu_scale(node: gs.Node) -> bool:
+    """Whether `node` is the Mul by 0.5 of an erf-GELU, in either order: 0.5 * (1 + erf(x / sqrt2))
+    or (x * (1 + erf(x / sqrt2))) * 0.5. fold_scalars keeps these: folding the 0.5 into the next
+    linear op would save one Mul and cost the whole Gelu fusion."""
+    if node.op != "Mul" or (parts := _split_const(node)) is None or parts[1] != 0.5:
+        return False
+    var = parts[0]
+    if _erf_branch_input(var) is not None:
+        return True
+    mul = producer(var)
+    if mul is None or mul.op != "Mul" or not is_onnx_op(mul) or len(mul.inputs) != 2:
+        return False
+    a, b = mul.inputs
+    return _erf_branch_input(b) is a or _erf_branch_input(a) is b
+
+
+def gelu_fusable(graph: gs.Graph) -> gs.Graph:
+    """A copy of `graph` with every x * (0.5 * (1 + erf(x / sqrt2))) as (x * (1 + erf(x / sqrt2))) * 0.5."""
+    graph = graph.copy()
+    pinned = pinned_names(graph)
+    for outer in list(graph.nodes):
+        if outer.op != "Mul" or not is_onnx_op(outer) or len(outer.inputs) != 2:
+            continue
+        for x, half_t in (outer.inputs, reversed(outer.inputs)):
+            inner = producer(half_t)
+            if inner is None or inner.op != "Mul" or sole_consumer(half_t, pinned) is not outer:
+                continue
+            parts = _split_const(inner)
+            if parts is None or parts[1] != 0.5 or _erf_branch_input(parts[0]) is not x:
+                continue
+            erf_sum, half = parts[0], next(t for t in inner.inputs if t is not parts[0])
+            inner.inputs = [x, erf_sum]  # x * (1 + erf(x / sqrt2))
+            outer.inputs = [half_t, half]  # ... * 0.5
+            break
+    return graph
