@@ -27,8 +27,13 @@ def make_session(
     providers: list[str] | None = None,
     optimization: str = "all",
     profile_prefix: str | None = None,
+    save_optimized: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """An InferenceSession; `spinning=False` when sessions are timed interleaved (DESIGN.md section 4)."""
+    """An InferenceSession; `spinning=False` when sessions are timed interleaved (DESIGN.md section 4).
+
+    `save_optimized`: where ONNX Runtime writes the graph it actually runs (profilers need this
+    session's own copy: generated node names differ between two sessions of one model).
+    """
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
     if threads:
@@ -47,6 +52,8 @@ def make_session(
     if profile_prefix:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
+    if save_optimized is not None:
+        opts.optimized_model_filepath = str(save_optimized)
     src = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(src, sess_options=opts, providers=providers or ["CPUExecutionProvider"])

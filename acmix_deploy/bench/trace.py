@@ -105,30 +105,12 @@ class GraphIndex:
 
 
 def profiling_session(onnx_path: Path, threads: int | None, prefix: str, optimized_path: Path) -> Any:
-    """A CPU session that profiles and saves the graph it runs.
+    """A CPU session that profiles and saves the graph it runs (spinning on: nothing else runs beside
+    it). Generated node names ("ReorderOutput_token_57") differ between two sessions of one model, so
+    only this session's own saved graph can trace them back."""
+    from acmix_deploy.ort import make_session
 
-    Same settings as acmix_deploy.ort.make_session (spinning on: nothing else runs beside it), plus
-    `optimized_model_filepath`: generated node names ("ReorderOutput_token_57") differ between two
-    sessions of one model, so only this session's own saved graph can trace them back.
-    """
-    from acmix_deploy.errors import AcmixError
-    from acmix_deploy.ort import import_onnxruntime
-
-    ort = import_onnxruntime()
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.enable_profiling = True
-    opts.profile_file_prefix = prefix
-    opts.optimized_model_filepath = str(optimized_path)
-    try:
-        return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception classes
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AcmixError(f"ONNX Runtime cannot load the model: {first}") from None
+    return make_session(onnx_path, threads=threads, profile_prefix=prefix, save_optimized=optimized_path)
 
 
 def parse_ort_trace(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +74,8 @@ class Preprocessing:
             raise AcmixError(f"unknown interpolation {self.interpolation!r}; use one of {', '.join(INTERPOLATIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "input_size": self.input_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "crop_ratio": self.crop_ratio,
-            "interpolation": self.interpolation,
-        }
+        """The model card's `preprocessing()` layout (JSON-ready: lists, not tuples)."""
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
     def describe(self) -> str:
         return (
