@@ -1,12 +1,24 @@
-"""Helpers shared by CLI commands: comma-separated repeatable options, output checks, consoles."""
+"""Helpers shared by CLI commands: common options, comma-separated repeatable options, output checks, consoles."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.fileio import ensure_writable_dir
+
+
+# Options that several commands take with the same meaning (bench, profile, ...).
+ImgSizeOption = Annotated[int | None, typer.Option("--img-size", help="Input resolution (default: the model's).")]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all usable CPUs).")]
+ShiftOption = Annotated[
+    str | None, typer.Option("--shift", help="Conv-path shift of --model: group (default), fixed or tensor.")
+]
+WorkspaceOption = Annotated[Path | None, typer.Option("--workspace", help="Artifact workspace.")]
 
 
 def split_list(values: Iterable[str] | None) -> list[str]:

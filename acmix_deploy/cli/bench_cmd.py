@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from acmix_deploy.cli._options import check_outputs, int_list, split_list, stdout_console
+from acmix_deploy.cli._options import (
+    ImgSizeOption,
+    ShiftOption,
+    ThreadsOption,
+    WorkspaceOption,
+    check_outputs,
+    int_list,
+    split_list,
+    stdout_console,
+)
 from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
 
@@ -27,7 +36,7 @@ def bench_command(
         ),
     ] = None,
     batch: Annotated[list[str] | None, typer.Option("--batch", help="Batch sizes, e.g. 1,8,32.")] = None,
-    img_size: Annotated[int | None, typer.Option("--img-size", help="Input resolution (default: the model's).")] = None,
+    img_size: ImgSizeOption = None,
     warmup_s: Annotated[float, typer.Option("--warmup-s", help="Warm-up seconds per backend and batch.")] = 2.0,
     warmup_iterations: Annotated[
         int | None, typer.Option("--warmup-iterations", help="Warm-up by iterations instead of seconds.")
@@ -36,13 +45,11 @@ def bench_command(
         float | None, typer.Option("--duration-s", help="Timed seconds per backend and batch (default 10).")
     ] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", help="Timed iterations instead of seconds.")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all usable CPUs).")] = None,
+    threads: ThreadsOption = None,
     baseline: Annotated[
         str | None, typer.Option("--baseline", help="Baseline model name (or .onnx / engine file), timed interleaved.")
     ] = None,
-    shift: Annotated[
-        str | None, typer.Option("--shift", help="Conv-path shift of --model: group (default), fixed or tensor.")
-    ] = None,
+    shift: ShiftOption = None,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="Replay CUDA graphs where the backend can.")] = False,
     include_transfers: Annotated[
         bool, typer.Option("--include-transfers", help="Time host<->device copies too (GPU backends).")
@@ -52,7 +59,7 @@ def bench_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write latency/throughput vs batch as PNG.")] = None,
-    workspace: Annotated[Path | None, typer.Option("--workspace", help="Artifact workspace.")] = None,
+    workspace: WorkspaceOption = None,
 ) -> None:
     """Time backends x batch sizes: mean/median/p90/p95/p99/min/max, img/s, CV, peak memory, ratio to --baseline."""
     from rich.console import Console

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from acmix_deploy.cli._options import check_outputs, split_list, stdout_console
+from acmix_deploy.cli._options import (
+    ImgSizeOption,
+    ShiftOption,
+    ThreadsOption,
+    WorkspaceOption,
+    check_outputs,
+    split_list,
+    stdout_console,
+)
 from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
 
@@ -17,20 +25,18 @@ def profile_command(
     model: Annotated[str | None, typer.Option("--model", help="Model name from the registry.")] = None,
     onnx: Annotated[Path | None, typer.Option("--onnx", help="ONNX file to profile.")] = None,
     engine: Annotated[Path | None, typer.Option("--engine", help="TensorRT engine file to profile.")] = None,
-    img_size: Annotated[int | None, typer.Option("--img-size", help="Input resolution (default: the model's).")] = None,
+    img_size: ImgSizeOption = None,
     batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 1,
     warmup: Annotated[int, typer.Option("--warmup", help="Runs before profiling starts.")] = 5,
     iterations: Annotated[int, typer.Option("--iterations", help="Profiled runs (times are per run).")] = 20,
-    threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads (default: all usable CPUs).")] = None,
+    threads: ThreadsOption = None,
     backend: Annotated[
         list[str] | None, typer.Option("--backend", "-b", help="onnxruntime and/or tensorrt (default: both).")
     ] = None,
-    shift: Annotated[
-        str | None, typer.Option("--shift", help="Conv-path shift of --model: group (default), fixed or tensor.")
-    ] = None,
+    shift: ShiftOption = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG bar chart.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the profile as JSON.")] = None,
-    workspace: Annotated[Path | None, typer.Option("--workspace", help="Artifact workspace.")] = None,
+    workspace: WorkspaceOption = None,
 ) -> None:
     """Where the time goes: per op type and per ACmix block, split into stage I, attention, conv path, rest."""
     from acmix_deploy.bench.profile import profile, render_profile, write_profile_json, write_profile_plot
