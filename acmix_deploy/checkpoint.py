@@ -58,13 +58,15 @@ class LoadReport:
     missing: list[str]
     unexpected: list[str]
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
+    resized: list[str] = field(default_factory=list)  # notes, not errors (see resize_relative_position_tables)
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
 
     def lines(self) -> list[str]:
-        out = [f"missing: {k}" for k in self.missing]
+        out = list(self.resized)
+        out += [f"missing: {k}" for k in self.missing]
         out += [f"unexpected: {k}" for k in self.unexpected]
         out += [f"wrong shape: {k} checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in self.mismatched]
         return out
@@ -155,9 +157,46 @@ def _derived(key: str) -> bool:
     return key.endswith("attn_mask") or key.endswith("relative_position_index")
 
 
+def _odd_side(n: int) -> int | None:
+    side = int(round(n**0.5))
+    return side if side * side == n and side % 2 == 1 else None
+
+
+def resize_relative_position_tables(
+    model: nn.Module, state: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Swin relative position bias tables of another window size, resized to the model's.
+
+    A table holds one value per relative offset, a (2w-1) x (2w-1) grid per head; when a checkpoint is
+    loaded at an image size whose (clamped) window differs, each head's grid is resized bicubically
+    (as timm does for Swin fine-tuning at another resolution). Returns the new state dict (the given
+    one is not changed) and one note per resized key.
+    """
+    own = model.state_dict()
+    out, notes = dict(state), []
+    for key, value in state.items():
+        target = own.get(key)
+        if not key.endswith("relative_position_bias_table") or target is None or value.shape == target.shape:
+            continue
+        if value.ndim != 2 or target.ndim != 2 or value.shape[1] != target.shape[1]:
+            continue  # another head count: left to the shape check
+        src, dst = _odd_side(value.shape[0]), _odd_side(target.shape[0])
+        if src is None or dst is None:
+            continue
+        heads = value.shape[1]
+        grid = value.detach().double().t().reshape(1, heads, src, src)
+        resized = torch.nn.functional.interpolate(grid, size=(dst, dst), mode="bicubic", align_corners=False)
+        out[key] = resized.reshape(heads, dst * dst).t().to(value.dtype).contiguous()
+        notes.append(f"resized: {key} from window {(src + 1) // 2} to {(dst + 1) // 2} (bicubic)")
+    return out, notes
+
+
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> LoadReport:
-    """Load weights; a strict mismatch raises with the list of keys, a non-strict one loads what fits."""
+    """Load weights; a strict mismatch raises with the list of keys, a non-strict one loads what fits.
+    Swin relative position tables trained for another window are resized first (a note in the report)."""
+    state, resized = resize_relative_position_tables(model, state)
     report = compare_keys(model, state)
+    report.resized = resized
     if not report.ok and strict:
         listing = "\n  ".join(report.lines()[:40])
         more = "" if len(report.lines()) <= 40 else f"\n  ... and {len(report.lines()) - 40} more"

@@ -117,6 +117,32 @@ def test_our_checkpoints_rebuild_the_model_from_the_file(tmp_path, model):
     assert set(raw["model"]) == set(model.state_dict())
 
 
+def test_swin_bias_tables_are_resized_to_another_window(tmp_path):
+    """A checkpoint trained with window 2 loads strictly into window 4: each head's 3x3 table of
+    relative offsets is resized bicubically to 7x7 (a constant table stays constant), the rest is equal."""
+    torch.manual_seed(0)
+    small = dict(width=32, heads=2, num_classes=3)
+    a = create_model("swin_t", img_size=64, window=2, **small)
+    with torch.no_grad():
+        for i, (name, p) in enumerate(n for n in a.named_parameters() if n[0].endswith("bias_table")):
+            p.copy_(torch.arange(p.shape[1], dtype=p.dtype) + 10 * i)  # constant per head
+    torch.save({"model": a.state_dict()}, tmp_path / "w2.pth")
+    b = create_model("swin_t", checkpoint=tmp_path / "w2.pth", img_size=128, window=4, **small)
+    report = b.load_report
+    assert report.ok and len(report.resized) == sum(len(layer.blocks) for layer in b.layers)
+    assert "from window 2 to 4 (bicubic)" in report.resized[0]
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        if name.endswith("bias_table"):
+            heads = pa.shape[1]
+            assert pa.shape == (9, heads) and pb.shape == (49, heads)
+            assert torch.allclose(pb, pa[:1].expand(49, heads), atol=1e-5)
+        else:
+            assert torch.equal(pa, pb), name
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.isfinite(b(x)).all()
+
+
 def test_swin_checkpoint_loads_at_another_resolution(tmp_path):
     torch.manual_seed(0)
     # window 2 stays 2 at every stage of both sizes (a clamped window would change the bias table shape)

@@ -99,6 +99,9 @@ def info_cmd(
 
 def _print_load_report(model) -> None:
     report = getattr(model, "load_report", None)
+    if report is not None and report.ok:
+        for note in report.resized:
+            console.print(f"  {note}")
     if report is not None and not report.ok:
         console.print(f"[yellow]partial load: {report.summary()}[/]")
         for line in report.lines():
