@@ -249,13 +249,15 @@ def main() -> None:
     report["ort_ms"] = {k: v[0] for k, v in m["pairs"].items()}
     print(f"\nORT CPU latency, batch 1, {args.size} px, {args.threads} threads, no spinning, "
           f"median of {args.runs} rounds, each pair interleaved on its own:")
-    print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio   (CPU-time ratio)   per-round ratio p25-p75")
+    print(f"  {'model':16s} {'ms':>8s}   {'baseline':10s} {'ms':>8s}   ratio   (CPU-time ratio)"
+          "   per-round ratio p25-p75")
     ratios, cpu_ratios = {}, {}
     for acmix, plain in PAIRS:
         (a, ac), (b, bc) = m["pairs"][acmix], m["pairs"][plain]
         ratios[f"{acmix}/{plain}"], cpu_ratios[f"{acmix}/{plain}"] = a / b, ac / bc
         lo, _, hi = m["round_ratios"][acmix]
-        print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}    ({ac / bc:.2f})             {lo:.2f}-{hi:.2f}")
+        print(f"  {acmix:16s} {a:8.2f}   {plain:10s} {b:8.2f}   {a / b:.2f}    ({ac / bc:.2f})"
+              f"             {lo:.2f}-{hi:.2f}")
     report["ratios"], report["cpu_time_ratios"] = ratios, cpu_ratios
     report["round_ratio_quartiles"] = m["round_ratios"]
 

@@ -6,10 +6,13 @@ for inference engines.
 * The relative position bias and the shifted-window mask are added as one constant.
 * The q scale folds into the qkv projection (and inversely into the ACmix fc's q weights), rate1 into
   proj, rate2 into the conv path's fc.
-* The ACmix conv path runs, as in the reference, inside the rolled frame: its input rows are gathered
-  in rolled order and its output rows gathered back.
+* The ACmix conv path runs, as in the reference, inside the rolled frame: a shifted Swin-ACmix block
+  gathers its input rows in rolled order once and the conv path gathers its output rows back.
+* Where fc does not reduce the channels it is folded into dep_conv (see SwinConvPath), and the
+  attention projection plus the sum of both paths is one Gemm (ProjectionAndSum).
 
-Everything works on token rows (B, H * W, C); only the conv path visits an NCHW map.
+Everything works on token rows (B, H * W, C); only the conv path visits an NCHW map. Measurements
+behind these choices: README "Performance" and the issue notes.
 """
 
 from __future__ import annotations
