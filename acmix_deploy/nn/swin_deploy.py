@@ -12,7 +12,7 @@ for inference engines.
   attention projection plus the sum of both paths is one Gemm (ProjectionAndSum).
 
 Everything works on token rows (B, H * W, C); only the conv path visits an NCHW map. Measurements
-behind these choices: README "Performance" and the issue notes.
+behind these choices: README "Performance".
 """
 
 from __future__ import annotations
