@@ -13,7 +13,7 @@ traces, FX node text) is dropped, and no timestamps are written.
 
 from __future__ import annotations
 
-import inspect
+import hashlib
 import json
 import os
 import tempfile
@@ -27,7 +27,7 @@ import numpy as np
 
 from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError, ParityError
-from acmix_deploy.fileio import atomic_path, sha256_file
+from acmix_deploy.fileio import sha256_file, write_bytes_atomic
 
 INPUT_NAME = "images"
 LOGITS_NAME = "logits"
@@ -370,26 +370,14 @@ def settle_batchnorm(model, card, img_size: int, n_images: int = 8, seed: int = 
 # optional graph passes
 # --------------------------------------------------------------------------------------------------
 def _run_passes(proto, log: Callable[[str], None], notes: list[str]):
-    """acmix_deploy.passes.optimize_model when that package is installed; else the proto unchanged."""
-    try:
-        from acmix_deploy.passes import optimize_model  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from acmix_deploy.passes.pipeline import optimize_model  # type: ignore[no-redef]
-        except ImportError:
-            note = "graph passes skipped: acmix_deploy.passes is not available in this installation"
-            notes.append(note)
-            log(note)
-            return proto, False
-    kwargs: dict[str, Any] = {}
-    if "latency_runs" in inspect.signature(optimize_model).parameters:
-        kwargs["latency_runs"] = 0  # export times nothing; `acmix-deploy optimize` reports latency
-    optimized, report = optimize_model(proto, **kwargs)
-    before, after = getattr(report, "nodes_before", None), getattr(report, "nodes_after", None)
-    note = "graph passes applied" + (f": {before} -> {after} nodes" if before is not None else "")
+    """The default graph-pass pipeline (parity-gated inside); export times nothing, so no latency runs."""
+    from acmix_deploy.passes.pipeline import optimize_model
+
+    optimized, report = optimize_model(proto, latency_runs=0)
+    note = f"graph passes applied: {report.nodes_before} -> {report.nodes_after} nodes"
     notes.append(note)
     log(note)
-    return optimized, True
+    return optimized
 
 
 # --------------------------------------------------------------------------------------------------
@@ -527,9 +515,8 @@ def export_onnx(
     log(f"exporting {model_name} at {size}x{size} (opset {opset}, "
         f"{'dynamic batch' if dynamic_batch else f'batch {batch}'}{', features' if features else ''})")
     proto = to_onnx_proto(deployed, size, batch, dynamic_batch, opset, features, meta, graph_name=model_name)
-    optimized = False
     if optimize:
-        proto, optimized = _run_passes(proto, log, notes)
+        proto = _run_passes(proto, log, notes)
     _check(proto)
     data = proto.SerializeToString()
     del proto
@@ -537,7 +524,7 @@ def export_onnx(
     result = ExportResult(
         path=dest, model_name=model_name, img_size=size, batch=None if dynamic_batch else batch,
         features=features, output_names=list(FEATURE_NAMES) if features else [LOGITS_NAME],
-        optimized=optimized, notes=notes, bytes=len(data),
+        optimized=optimize, notes=notes, bytes=len(data),
     )
     if verify:
         log("verifying against the PyTorch reference model in ONNX Runtime")
@@ -549,13 +536,12 @@ def export_onnx(
         if not all(r.passed for r in results):
             failed = "; ".join(r.line() for r in results if not r.passed)
             raise ParityError(f"ONNX output differs from the PyTorch reference, nothing written: {failed}")
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
-    result.sha256 = sha256_file(dest)
+    write_bytes_atomic(dest, data)
+    result.sha256 = hashlib.sha256(data).hexdigest()
     if recorded:
         ws.record(ws.ONNX, model_name, dest, meta={
             "img_size": size, "batch": result.batch, "dynamic_batch": dynamic_batch, "features": features,
-            "opset": opset, "shift": shift, "optimized": optimized, "verified": bool(verify),
+            "opset": opset, "shift": shift, "optimized": optimize, "verified": bool(verify),
             "checkpoint_sha256": checkpoint_sha, "overrides": dict(overrides or {}), "sha256": result.sha256,
         }, workspace=workspace)
         result.recorded = True

@@ -41,7 +41,7 @@ def export_command(
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset")] = 18,
     shift: Annotated[str, typer.Option("--shift", help="conv-path shift: group | fixed | tensor")] = "group",
     features: Annotated[bool, typer.Option("--features", help="output the four stage maps stage1..stage4")] = False,
-    optimize: Annotated[bool, typer.Option("--optimize/--no-optimize", help="run the graph passes if installed")] = True,
+    optimize: Annotated[bool, typer.Option("--optimize/--no-optimize", help="run the graph passes (acmix-deploy optimize)")] = True,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check against PyTorch in ONNX Runtime")] = True,
     workspace: Annotated[Optional[Path], typer.Option("--workspace", help="artifact workspace (default ./artifacts)")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="output file (default: in the workspace)")] = None,

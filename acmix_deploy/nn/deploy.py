@@ -107,6 +107,31 @@ def _stack_pieces(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
     return torch.cat(parts, dim=2).reshape(-1, hd * 3 * heads, h, w)
 
 
+def _fc_conv(block: ACmix, q_scale: float, v_scale: float) -> nn.Conv2d:
+    """fc as a grouped 1x1 conv over the stacked pieces (3 * heads -> k^2 per head-dim group), with
+    rate2 and the inverse q / v scales of stage I folded in."""
+    heads, hd, k = block.head, block.head_dim, block.kernel_conv
+    fc = block.fc.weight.detach().double().reshape(k * k, 3 * heads) * block.rate2.detach().double()
+    fc[:, :heads] /= q_scale
+    fc[:, 2 * heads :] /= v_scale
+    conv = nn.Conv2d(hd * 3 * heads, hd * k * k, 1, groups=hd, bias=False, dtype=block.conv1.weight.dtype)
+    conv.weight.data.copy_(fc[None].expand(hd, -1, -1).reshape(hd * k * k, 3 * heads, 1, 1))
+    return conv
+
+
+def sum_shifted(f: torch.Tensor, groups: int, k: int) -> torch.Tensor:
+    """The one-hot shift conv written out (paper Fig. 3a): (B, groups * k^2, H, W) -> (B, groups, H, W),
+    the sum over i of map i of each group moved by (i // k - k // 2, i % k - k // 2), zero padded."""
+    h, w = f.shape[-2:]
+    p = k // 2
+    padded = F.pad(f, (p, p, p, p)).reshape(-1, groups, k * k, h + 2 * p, w + 2 * p)
+    total = padded[:, :, 0, 0:h, 0:w]
+    for i in range(1, k * k):
+        dy, dx = divmod(i, k)
+        total = total + padded[:, :, i, dy : dy + h, dx : dx + w]
+    return total
+
+
 class GroupedConvPath(nn.Module):
     """fc folded into dep_conv: one grouped 3x3 conv (groups = head_dim, 3 * heads inputs each) over the
     stacked pieces; stage I writes its channels dim-major so the stacking is a plain Concat."""
@@ -136,13 +161,9 @@ class SplitConvPath(nn.Module):
         super().__init__()
         c, heads, hd, k = block.out_planes, block.head, block.head_dim, block.kernel_conv
         self.heads, self.head_dim = heads, hd
-        fc = block.fc.weight.detach().double().reshape(k * k, 3 * heads) * block.rate2.detach().double()
-        fc[:, :heads] /= q_scale
-        fc[:, 2 * heads :] /= v_scale
-        dtype = block.conv1.weight.dtype
-        self.fc = nn.Conv2d(hd * 3 * heads, hd * k * k, 1, groups=hd, bias=False, dtype=dtype)
-        self.fc.weight.data.copy_(fc[None].expand(hd, -1, -1).reshape(hd * k * k, 3 * heads, 1, 1))
-        self.dep_conv = nn.Conv2d(hd * k * k, c, k, block.stride, k // 2, groups=hd, bias=False, dtype=dtype)
+        self.fc = _fc_conv(block, q_scale, v_scale)
+        self.dep_conv = nn.Conv2d(hd * k * k, c, k, block.stride, k // 2, groups=hd, bias=False,
+                                  dtype=block.conv1.weight.dtype)
         self.dep_conv.weight.data.copy_(block.dep_conv.weight.detach())
 
     def forward(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -155,24 +176,12 @@ class ShiftTensorConvPath(nn.Module):
 
     def __init__(self, block: ACmix, q_scale: float, v_scale: float):
         super().__init__()
-        heads, hd, k = block.head, block.head_dim, block.kernel_conv
-        self.heads, self.head_dim, self.k, self.stride = heads, hd, k, block.stride
-        fc = block.fc.weight.detach().double().reshape(k * k, 3 * heads) * block.rate2.detach().double()
-        fc[:, :heads] /= q_scale
-        fc[:, 2 * heads :] /= v_scale
-        dtype = block.conv1.weight.dtype
-        self.fc = nn.Conv2d(hd * 3 * heads, hd * k * k, 1, groups=hd, bias=False, dtype=dtype)
-        self.fc.weight.data.copy_(fc[None].expand(hd, -1, -1).reshape(hd * k * k, 3 * heads, 1, 1))
+        self.heads, self.head_dim, self.k, self.stride = block.head, block.head_dim, block.kernel_conv, block.stride
+        self.fc = _fc_conv(block, q_scale, v_scale)
 
     def forward(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        h, w = q.shape[-2:]
         f = self.fc(_stack_pieces(q, k, v, self.heads, self.head_dim))  # (B, hd * k*k, H, W)
-        p = self.k // 2
-        padded = F.pad(f, (p, p, p, p)).reshape(-1, self.head_dim, self.k * self.k, h + 2 * p, w + 2 * p)
-        total = padded[:, :, 0, 0:h, 0:w]
-        for i in range(1, self.k * self.k):
-            dy, dx = divmod(i, self.k)
-            total = total + padded[:, :, i, dy : dy + h, dx : dx + w]
+        total = sum_shifted(f, self.head_dim, self.k)
         if self.stride > 1:
             total = total[:, :, :: self.stride, :: self.stride]
         return total.unsqueeze(2)  # (B, hd, 1, Ho, Wo): broadcasts over the heads outputs of a group
@@ -240,7 +249,9 @@ class ACmixDeploy(nn.Module):
         conv = self.conv_path(x, q, k, v)
         if self.conv_form == "tensor":
             shape = (-1, self.head_dim, self.heads, self.out_height, self.out_width)
-            base = self.attention(q, k, v).reshape(shape) if self.use_attention else torch.zeros_like(conv)
+            if not self.use_attention:  # every output of a group is its shifted sum
+                return conv.expand(shape).reshape(-1, self.out_planes, self.out_height, self.out_width)
+            base = self.attention(q, k, v).reshape(shape)
             return (base + conv).reshape(-1, self.out_planes, self.out_height, self.out_width)
         if not self.use_attention:
             return conv

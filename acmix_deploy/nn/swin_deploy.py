@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from acmix_deploy.archs.swin import SwinBlock, SwinTransformer, WindowAttention, window_partition
+from acmix_deploy.nn.deploy import sum_shifted
 
 
 def _rolled_window_order(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
@@ -70,7 +71,7 @@ class SwinAttentionPath(nn.Module):
                  mask: torch.Tensor | None, out_scale: float, rolled_input: bool = False, sum_in_proj: bool = False):
         super().__init__()
         h, w = resolution
-        self.heads, self.head_dim, self.window = ref.num_heads, ref.head_dim, window
+        self.heads, self.head_dim = ref.num_heads, ref.head_dim
         self.tokens = window * window
         order = _rolled_window_order(h, w, window, shift)
         window_index = _rolled_window_order(h, w, window, 0) if rolled_input else order
@@ -82,9 +83,9 @@ class SwinAttentionPath(nn.Module):
                 bias = bias + mask.detach().unsqueeze(1)  # (nW, heads, N, N)
         self.n_windows = (h // window) * (w // window)
         self.register_buffer("bias", bias.contiguous(), persistent=False)
-        weight, bias = ref.proj.weight.detach() * out_scale, ref.proj.bias.detach() * out_scale
+        weight = ref.proj.weight.detach() * out_scale
         # sum_in_proj: proj(rows) + other as one Gemm; the caller adds proj's bias to `other`
-        self.proj = ProjectionAndSum(weight) if sum_in_proj else _linear(weight, bias)
+        self.proj = ProjectionAndSum(weight) if sum_in_proj else _linear(weight, ref.proj.bias.detach() * out_scale)
 
     def forward(self, qkv: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
         """Output rows in the original frame; `other` (same rows, carrying proj's bias) is added inside
@@ -125,7 +126,7 @@ class SwinConvPath(nn.Module):
     """
 
     def __init__(self, ref: WindowAttention, resolution: tuple[int, int], shift: int, q_scale: float,
-                 rolled_input: bool = False, out_bias: torch.Tensor | None = None):
+                 out_bias: torch.Tensor | None):
         super().__init__()
         h, w = resolution
         nh, hd = ref.num_heads, ref.head_dim
@@ -147,40 +148,30 @@ class SwinConvPath(nn.Module):
             self.dep_conv = nn.Conv2d(pieces * hd, nh * hd, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
             self.dep_conv.weight.data.copy_(torch.einsum("ojyx,ji->oiyx", kernel, fc_w).to(dtype))
             bias_in = fc_b.reshape(1, 1, 9, 1, 1).expand(1, hd, 9, h, w).reshape(1, 9 * hd, h, w)
-            bias_map = F.conv2d(bias_in, kernel, padding=1, groups=hd)[0]
-            if out_bias is not None:
-                bias_map = bias_map + out_bias.detach().double().reshape(-1, 1, 1)
+            bias_map = F.conv2d(bias_in, kernel, padding=1, groups=hd)[0] + out_bias.double().reshape(-1, 1, 1)
             self.register_buffer("conv_bias", bias_map.to(dtype).contiguous(), persistent=False)
         else:
             self.fc = ChannelMix(fc_w.to(dtype), fc_b.to(dtype))
             if not self.explicit_shift:
-                self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=out_bias is not None, dtype=dtype)
+                self.dep_conv = nn.Conv2d(9 * hd, nh * hd, 3, 1, 1, groups=hd, bias=True, dtype=dtype)
                 self.dep_conv.weight.data.copy_(ref.dep_conv.weight.detach())
-                if out_bias is not None:
-                    self.dep_conv.bias.data.copy_(out_bias.detach())
-        order = _rolled_order(h, w, shift) if shift else None
-        self.register_buffer("roll_index", None if rolled_input else order, persistent=False)
-        self.register_buffer("unroll_index", None if order is None else torch.argsort(order), persistent=False)
+                self.dep_conv.bias.data.copy_(out_bias)
+        unroll = torch.argsort(_rolled_order(h, w, shift)) if shift else None
+        self.register_buffer("unroll_index", unroll, persistent=False)
 
     def forward(self, qkv: torch.Tensor) -> torch.Tensor:
+        """qkv rows in the rolled frame (the block gathers its input there) -> output rows in the original."""
         nh, hd, h, w = self.heads, self.head_dim, self.height, self.width
-        if self.roll_index is not None:
-            qkv = qkv.index_select(1, self.roll_index)
         # (B, HW, 3C) -> (B, 3C, HW): a plain 2-D transpose, channel (piece i) * hd + d
         maps = qkv.transpose(1, 2)
         if not self.fold_fc:  # fc mixes the 3 heads pieces of every d: one MatMul over (B, 3 heads, hd * HW)
             maps = self.fc(maps.reshape(-1, 3 * nh, hd * h * w)).reshape(-1, 9 * hd, h * w)
-        # whole maps into dep_conv's group order d * pieces + j: a row Gather (a Transpose here would be
-        # merged by ONNX Runtime with the one above into a 4-D transpose that is ~10x slower)
+        # whole maps into dep_conv's group order d * pieces + j: a row Gather. As a Transpose, ONNX Runtime
+        # merges it with the one above into a 4-D transpose: 4.3 ms instead of ~0.4 ms at 56x56, C = 96.
         f = maps.index_select(1, self.group_order).reshape(-1, maps.shape[1], h, w)
         if self.explicit_shift:
-            padded = F.pad(f, (1, 1, 1, 1)).reshape(-1, hd, 9, h + 2, w + 2)
-            total = padded[:, :, 0, 0:h, 0:w]
-            for i in range(1, 9):
-                dy, dx = divmod(i, 3)
-                total = total + padded[:, :, i, dy : dy + h, dx : dx + w]
             # every output of group d is the same map: (B, HW, hd, 1), broadcast by the caller
-            out = total.reshape(-1, hd, h * w).transpose(1, 2).unsqueeze(-1)
+            out = sum_shifted(f, hd, 3).reshape(-1, hd, h * w).transpose(1, 2).unsqueeze(-1)
         else:
             conv = self.dep_conv(f)
             if self.fold_fc:
@@ -218,7 +209,7 @@ class WindowAttentionDeploy(nn.Module):
         self.conv_path = None
         if ref.acmix:
             out_bias = ref.proj.bias.detach() * rate1 if self.fused_projection else None
-            self.conv_path = SwinConvPath(ref, resolution, shift, scale, rolled, out_bias)
+            self.conv_path = SwinConvPath(ref, resolution, shift, scale, out_bias)
         self.register_buffer("roll_index", _rolled_order(*resolution, shift) if rolled else None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -230,11 +221,10 @@ class WindowAttentionDeploy(nn.Module):
         out = self.attention(qkv)
         if self.conv_path is None:
             return out
+        # explicit shifts: (B, HW, hd, 1) over output channels o = d * heads + j
         conv = self.conv_path(qkv)
-        if conv.dim() == 4:  # explicit shifts: (B, HW, hd, 1) over output channels o = d * heads + j
-            b, n, c = out.shape
-            return (out.reshape(b, n, conv.shape[2], -1) + conv).reshape(b, n, c)
-        return out + conv
+        b, n, c = out.shape
+        return (out.reshape(b, n, conv.shape[2], -1) + conv).reshape(b, n, c)
 
 
 class SwinBlockDeploy(nn.Module):
@@ -242,7 +232,7 @@ class SwinBlockDeploy(nn.Module):
 
     def __init__(self, ref: SwinBlock):
         super().__init__()
-        self.resolution = ref.resolution
+        self.resolution = ref.resolution  # SwinTransformer.forward_stages reads it
         self.norm1, self.norm2, self.mlp = ref.norm1, ref.norm2, ref.mlp
         self.attn = WindowAttentionDeploy(ref.attn, ref.resolution, ref.window, ref.shift_size, ref.attn_mask)
 

@@ -75,9 +75,11 @@ def test_any_block_size_and_halo_mode(block_size, mode, stride):
     assert dep.attention.block == block_size and dep.attention.mode == mode
 
 
-def test_zero_rate1_drops_the_attention_path():
-    block = randomize(ACmix(8, 16, k_att=3, head=4), rate1=0.0)
-    dep = run_both(block, 8, 8, conv_form="grouped")
+@pytest.mark.parametrize("shift,conv_form", [("group", "grouped"), ("group", "split"), ("tensor", "grouped")])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_zero_rate1_drops_the_attention_path(shift, conv_form, stride):
+    block = randomize(ACmix(8, 16, k_att=3, head=4, stride=stride, shift=shift), rate1=0.0)
+    dep = run_both(block, 8, 8, conv_form=conv_form)
     assert not hasattr(dep, "attention")
 
 
@@ -131,7 +133,7 @@ def test_whole_models_match_and_never_roll(name, monkeypatch):
     model = create_model(name, **ov)
     with torch.no_grad():  # learned-looking ACmix parameters, not the init values
         for pname, p in model.named_parameters():
-            if any(t in pname for t in ("rate", "dep_conv", "fc.bias", "relative_position")):
+            if any(t in pname for t in ("rate", "dep_conv", "fc.bias", "relative_position", "qkv.bias", "proj.bias")):
                 p.normal_(0, 0.5)
     deployed = switch_to_deploy(model, ov["img_size"])
     x = torch.randn(2, 3, ov["img_size"], ov["img_size"])
@@ -166,7 +168,8 @@ def test_folds_are_exact_in_float64(name, conv_form):
     model = create_model(name, **ov).double()
     with torch.no_grad():
         for pname, p in model.named_parameters():
-            if any(t in pname for t in ("rate", "dep_conv", "fc.bias", "relative_position", "conv_p")):
+            if any(t in pname for t in ("rate", "dep_conv", "fc.bias", "relative_position", "conv_p", "qkv.bias",
+                                        "proj.bias")):
                 p.normal_(0, 0.5)
     options = {"conv_form": conv_form} if conv_form else {}
     deployed = switch_to_deploy(model, ov["img_size"], **options)
@@ -187,7 +190,7 @@ def test_swin_shift_modes(shift):
     model = create_model("swin_acmix_t", shift=shift, **ov)
     with torch.no_grad():
         for pname, p in model.named_parameters():
-            if "rate" in pname or "fc." in pname:
+            if any(t in pname for t in ("rate", "fc.", "qkv.bias", "proj.bias")):
                 p.normal_(0, 0.5)
     deployed = switch_to_deploy(model, ov["img_size"])
     conv_path = deployed.layers[0].blocks[1].attn.conv_path

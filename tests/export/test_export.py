@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
 import numpy as np
 import onnx
@@ -14,7 +13,7 @@ import torch
 from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError, ParityError
 from acmix_deploy.export import (
-    FEATURE_NAMES, METADATA_KEYS, _run_passes, check_input_size, default_filename, export_onnx, input_size,
+    FEATURE_NAMES, METADATA_KEYS, check_input_size, default_filename, export_onnx, input_size,
     reference_and_deploy, settle_batchnorm, verification_images,
 )
 from acmix_deploy.registry import create_model, get_card, list_models
@@ -142,16 +141,6 @@ def test_swin_gelus_run_as_one_onnx_runtime_kernel(small_export, tmp_path):
     kinds = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
     blocks = sum(len(layer.blocks) for layer in create_model("swin_acmix_s", **small_overrides("swin_acmix_s")).layers)
     assert kinds.count("Gelu") == blocks and "Erf" not in kinds
-
-
-def test_missing_graph_passes_are_skipped_with_a_note(monkeypatch):
-    monkeypatch.setitem(sys.modules, "acmix_deploy.passes", None)
-    monkeypatch.setitem(sys.modules, "acmix_deploy.passes.pipeline", None)
-    proto = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
-    notes, printed = [], []
-    out, applied = _run_passes(proto, printed.append, notes)
-    assert out is proto and not applied
-    assert printed == notes and "skipped" in notes[0]
 
 
 def test_dynamic_batch_runs_at_batch_1_and_8(small_export):
