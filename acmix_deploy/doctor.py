@@ -5,15 +5,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, _try_import
+
+
+def _row(name: str, mod: Any, reason: str, hint: str) -> dict[str, Any]:
+    if mod is None:
+        return {"name": name, "available": False, "version": None, "details": f"{reason}; {hint}"}
+    version = getattr(mod, "__version__", "?")
+    return {"name": name, "available": True, "version": version, "details": version}
+
 
 def _module_row(name: str, module: str, hint: str) -> dict[str, Any]:
     try:
         mod = importlib.import_module(module)
     except Exception as exc:  # any import failure means "not usable here"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return {"name": name, "available": False, "version": None, "details": f"{reason}; {hint}"}
-    return {"name": name, "available": True, "version": getattr(mod, "__version__", "?"),
-            "details": getattr(mod, "__version__", "?")}
+        return _row(name, None, reason, hint)
+    return _row(name, mod, "", hint)
+
+
+def _trt_row(name: str, flavour: str, hint: str) -> dict[str, Any]:
+    """Probe TensorRT the way `build-trt` does, so a stub wheel without a Builder reads as missing."""
+    mod, reason = _try_import(flavour)
+    return _row(name, mod, reason, hint)
 
 
 def collect() -> list[dict[str, Any]]:
@@ -42,7 +56,7 @@ def collect() -> list[dict[str, Any]]:
         ort,
         _module_row("onnx", "onnx", "pip install onnx"),
         _module_row("onnx-graphsurgeon", "onnx_graphsurgeon", "pip install onnx-graphsurgeon"),
-        _module_row("tensorrt", "tensorrt", "on a GPU server: pip install 'acmix-deploy[gpu]' or use the Dockerfile"),
-        _module_row("tensorrt_rtx", "tensorrt_rtx", "pip install 'acmix-deploy[rtx]' (tensorrt-rtx-cu12)"),
+        _trt_row("tensorrt", TENSORRT, "on a GPU server: pip install 'acmix-deploy[gpu]' or use the Dockerfile"),
+        _trt_row("tensorrt_rtx", TENSORRT_RTX, "pip install 'acmix-deploy[rtx]' (tensorrt-rtx-cu12)"),
     ]
     return rows

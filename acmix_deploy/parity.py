@@ -47,14 +47,17 @@ class ParityResult:
         return asdict(self)
 
 
+def per_sample_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each sample of two (N, ...) arrays (1.0 where either sample is all zero)."""
+    a2 = a.reshape(len(a), -1).astype(np.float64)
+    b2 = b.reshape(len(b), -1).astype(np.float64)
+    den = np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1)
+    return np.where(den > 0, (a2 * b2).sum(1) / np.maximum(den, 1e-300), 1.0)
+
+
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Mean per-sample cosine similarity of two (N, ...) arrays."""
-    a2 = a.reshape(a.shape[0], -1).astype(np.float64)
-    b2 = b.reshape(b.shape[0], -1).astype(np.float64)
-    num = (a2 * b2).sum(1)
-    den = np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1)
-    cos = np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
-    return float(cos.mean())
+    return float(per_sample_cosine(a, b).mean())
 
 
 def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:

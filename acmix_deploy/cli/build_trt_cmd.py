@@ -53,7 +53,7 @@ def build_trt_cmd(
     artifacts: Annotated[Optional[Path], typer.Option(help="artifact workspace (default ./artifacts)")] = None,
 ) -> None:
     """Build a strongly typed TensorRT engine for a batch range; writes the engine and its JSON sidecar."""
-    from acmix_deploy.precision.modelio import resolve_input
+    from acmix_deploy.precision.modelio import resolve_input_verbose
     from acmix_deploy.trt import load_trt
     from acmix_deploy.trt.build import build_engine
 
@@ -69,9 +69,7 @@ def build_trt_cmd(
     if model is not None:
         path = _export(model, checkpoint, artifacts)
     else:
-        path, name, from_ws = resolve_input(onnx_in, workspace=artifacts)
-        if from_ws:
-            console.print(f"input: {path} (newest export in the workspace)")
+        path, name = resolve_input_verbose(onnx_in, artifacts, console.print)
     if fp16:
         from acmix_deploy.precision.fp16 import convert_fp16
 

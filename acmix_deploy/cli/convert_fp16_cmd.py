@@ -30,11 +30,9 @@ def convert_fp16_cmd(
 ) -> None:
     """Convert to fp16 for strongly typed TensorRT; Softmax, reductions, LayerNorm and logits stay fp32."""
     from acmix_deploy.precision.fp16 import convert_fp16
-    from acmix_deploy.precision.modelio import resolve_input
+    from acmix_deploy.precision.modelio import resolve_input_verbose
 
-    path, model, from_ws = resolve_input(onnx_in, workspace=workspace)
-    if from_ws:
-        console.print(f"input: {path} (newest export in the workspace)")
+    path, model = resolve_input_verbose(onnx_in, workspace, console.print)
     result = convert_fp16(
         path, output, min_cosine=min_cosine, data=data, samples=samples, holdout=holdout, margin=margin,
         model=model, workspace=workspace,

@@ -35,11 +35,9 @@ def quantize_int8_cmd(
 ) -> None:
     """int8 Q/DQ for stage I, fc, convs and linears; attention math, dep_conv, first conv and logits stay float."""
     from acmix_deploy.precision.int8 import quantize_int8
-    from acmix_deploy.precision.modelio import resolve_input
+    from acmix_deploy.precision.modelio import resolve_input_verbose
 
-    path, model, from_ws = resolve_input(onnx_in, workspace=workspace)
-    if from_ws:
-        console.print(f"input: {path} (newest export in the workspace)")
+    path, model = resolve_input_verbose(onnx_in, workspace, console.print)
     result = quantize_int8(
         path, output, calib_data=calib_data, calib_size=calib_size, method=method.value,
         min_agreement=min_agreement, split=split.value, holdout=holdout, rest=rest.value, model=model,

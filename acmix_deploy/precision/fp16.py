@@ -80,10 +80,7 @@ class Fp16Plan:
     activation_absmax: dict[str, float] = field(default_factory=dict)
     constants_over_default_clamp: int = 0  # values the converter's default +-1e4 clamp would change
     constants_beyond_fp16: int = 0  # values fp16 cannot hold (their consumers are blocked)
-
-    def blocked_by_op(self, model: onnx.ModelProto) -> int:
-        ops = set(self.op_block_list)
-        return sum(1 for n in model.graph.node if n.op_type in ops)
+    margin: float = DEFAULT_MARGIN  # activations above FP16_MAX / margin were kept fp32
 
 
 @dataclass
@@ -97,12 +94,12 @@ class Fp16Result:
 
     def lines(self) -> list[str]:
         p = self.plan
-        big = [t for t, v in p.activation_absmax.items() if v > FP16_MAX / DEFAULT_MARGIN]
+        big = [t for t, v in p.activation_absmax.items() if v > FP16_MAX / p.margin]
         peak = max(p.activation_absmax.values(), default=0.0)
         return [
             f"kept fp32: {self.blocked_nodes} of {self.total_nodes} nodes "
             f"(sensitive ops, decomposed LayerNorm/softmax, output producers, range)",
-            f"activation range (fp32 run): max |x| {peak:.4g}; {len(big)} tensors above 65504/{DEFAULT_MARGIN:g}",
+            f"activation range (fp32 run): max |x| {peak:.4g}; {len(big)} tensors above 65504/{p.margin:g}",
             f"constants: {p.constants_over_default_clamp} values above 1e4 kept exact (the converter's default "
             f"would clamp them), {p.constants_beyond_fp16} beyond fp16 range kept fp32",
             self.report.line(),
@@ -287,8 +284,7 @@ def plan_fp16(
                 node_block.setdefault(idx.producer[tensor].name, reason)
             for c in idx.consumers[tensor]:
                 node_block.setdefault(c.name, reason)
-        limit_in = FP16_MAX / margin
-        if float(np.abs(sample_inputs).max()) > limit_in:
+        if float(np.abs(sample_inputs).max()) > limit:
             for inp in model.graph.input:
                 for c in idx.consumers[inp.name]:
                     node_block.setdefault(c.name, "reads a graph input beyond the fp16 safety margin")
@@ -298,6 +294,7 @@ def plan_fp16(
         activation_absmax=absmax,
         constants_over_default_clamp=over_default,
         constants_beyond_fp16=beyond,
+        margin=margin,
     )
 
 

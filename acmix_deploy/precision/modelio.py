@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
 
 from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.fileio import atomic_path
+from acmix_deploy.fileio import write_bytes_atomic
 
 # ONNX metadata_props keys that may carry the registry model name (export writes one of them)
 _NAME_KEYS = ("model_name", "model", "name")
 _TWO_GIB = 2**31 - 1
 
 
-def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+def load_model(path: str | os.PathLike[str], load_external_data: bool = True) -> onnx.ModelProto:
     path = Path(path)
     if not path.exists():
         raise AcmixError(f"{path} does not exist")
     try:
-        return onnx.load(str(path))
+        return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # onnx raises DecodeError / OSError / ValueError
         raise AcmixError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}") from None
 
@@ -55,9 +56,7 @@ def save_model_atomic(model: onnx.ModelProto, dest: str | os.PathLike[str]) -> P
     """Write `model` to `dest` as one file, atomically (ACmix models are far below protobuf's 2 GiB)."""
     if model.ByteSize() > _TWO_GIB:
         raise AcmixError("the transformed model exceeds 2 GiB, which single-file ONNX cannot hold")
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(model.SerializeToString())
-    return Path(dest)
+    return write_bytes_atomic(dest, model.SerializeToString())
 
 
 def resolve_input(
@@ -70,6 +69,18 @@ def resolve_input(
         return Path(path), None, False
     art = ws.newest(kinds, workspace=workspace)
     return Path(art.path), art.model, True
+
+
+def resolve_input_verbose(
+    path: str | os.PathLike[str] | None,
+    workspace: str | os.PathLike[str] | None,
+    print_fn: Callable[[str], object],
+) -> tuple[Path, str | None]:
+    """`resolve_input` for the CLI: (path, workspace model name or None), saying which file was picked."""
+    resolved, model, from_ws = resolve_input(path, workspace=workspace)
+    if from_ws:
+        print_fn(f"input: {resolved} (newest export in the workspace)")
+    return resolved, model
 
 
 def default_output(

@@ -62,14 +62,4 @@ def load_trt(runtime: str = "auto") -> tuple[ModuleType, str, str]:
     raise AcmixError(f"{_MODULES[flavour]} cannot be imported ({reason}): {_INSTALL[flavour]}")
 
 
-def available_runtimes() -> dict[str, str]:
-    """Installed flavours and their versions (for `doctor`-style reports)."""
-    found = {}
-    for flavour in (TENSORRT, TENSORRT_RTX):
-        module, _ = _try_import(flavour)
-        if module is not None:
-            found[flavour] = str(getattr(module, "__version__", "unknown"))
-    return found
-
-
-__all__ = ["TENSORRT", "TENSORRT_RTX", "RUNTIMES", "load_trt", "available_runtimes"]
+__all__ = ["TENSORRT", "TENSORRT_RTX", "RUNTIMES", "load_trt"]

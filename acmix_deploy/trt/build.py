@@ -30,6 +30,7 @@ import acmix_deploy
 from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.fileio import atomic_path, sha256_file
+from acmix_deploy.precision.modelio import default_output, load_model, model_name
 from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, load_trt
 from acmix_deploy.trt.gpu import gpu_info
 from acmix_deploy.trt.sidecar import Sidecar, TensorInfo, format_capability, parse_capability, sidecar_path
@@ -177,8 +178,7 @@ def _profile_shapes(
 
 
 def default_engine_path(onnx_path: Path, model: str, flavour: str, workspace: str | os.PathLike[str] | None) -> Path:
-    stem = onnx_path.name[: -len(".onnx")] if onnx_path.name.endswith(".onnx") else onnx_path.stem
-    return ws.default_path(model, f"{stem}.{'rtx' if flavour == TENSORRT_RTX else 'trt'}.engine", workspace)
+    return default_output(onnx_path, model, f".{'rtx' if flavour == TENSORRT_RTX else 'trt'}.engine", workspace)
 
 
 def build_engine(
@@ -203,20 +203,13 @@ def build_engine(
     folder the engine is recorded in. `compute_capabilities` (TensorRT-RTX only): e.g. ["8.6", "8.9"].
     """
     onnx_path = Path(onnx_path)
-    if not onnx_path.exists():
-        raise AcmixError(f"{onnx_path} does not exist")
+    proto = load_model(onnx_path, load_external_data=False)  # one-line error if missing or unreadable
     trt, flavour, version = load_trt(runtime)
     warnings: list[str] = []
     notes: list[str] = []
     pool = parse_size(workspace)
     if opt_level is not None and not 0 <= opt_level <= 5:
         raise AcmixError(f"--opt-level must be 0..5, got {opt_level}")
-
-    try:
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:
-        raise AcmixError(f"{onnx_path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}") from None
-    from acmix_deploy.precision.modelio import model_name
 
     name = model or model_name(proto, onnx_path)
     precision = onnx_precision(proto)

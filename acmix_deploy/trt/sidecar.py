@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.fileio import write_bytes_atomic
 
 FORMAT = "acmix-deploy-engine/1"
 # TensorRT-RTX engines built with no explicit target run on Ampere and later (8.0, 8.6, 8.9, 12.x);
@@ -62,10 +61,6 @@ class Sidecar:
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
     return Path(str(engine_path) + ".json")
-
-
-def write_sidecar(engine_path: str | os.PathLike[str], sidecar: Sidecar) -> Path:
-    return write_bytes_atomic(sidecar_path(engine_path), sidecar.to_json().encode())
 
 
 def read_sidecar(engine_path: str | os.PathLike[str]) -> Sidecar:

@@ -104,3 +104,31 @@ def dequantize_fp16_scale() -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])], [w, scale],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def decomposed_softmax(dim: int = 8) -> onnx.ModelProto:
+    """y = softmax(x @ W1) @ W2 with the softmax written out: ReduceMax -> Sub -> Exp -> ReduceSum -> Div."""
+    rng = np.random.default_rng(2)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["s"], name="attn/MatMul"),
+        helper.make_node("ReduceMax", ["s", "axes"], ["smax"], name="sm/max"),
+        helper.make_node("Sub", ["s", "smax"], ["sc"], name="sm/sub"),
+        helper.make_node("Exp", ["sc"], ["e"], name="sm/exp"),
+        helper.make_node("ReduceSum", ["e", "axes"], ["esum"], name="sm/sum"),
+        helper.make_node("Div", ["e", "esum"], ["p"], name="sm/div"),
+        helper.make_node("MatMul", ["p", "w2"], ["y"], name="head/MatMul"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "softmax",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", dim])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", dim])],
+        [
+            numpy_helper.from_array(np.array([-1], np.int64), "axes"),
+            numpy_helper.from_array(rng.normal(0, 0.5, (dim, dim)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.normal(0, 0.5, (dim, dim)).astype(np.float32), "w2"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    return model

@@ -12,11 +12,13 @@ from onnx import TensorProto
 from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError, ParityError
 from acmix_deploy.ort import make_session, run
-from acmix_deploy.precision.fp16 import FP16_MAX, convert_fp16, plan_fp16, to_fp16
+from acmix_deploy.precision.fp16 import FP16_MAX, Fp16Result, convert_fp16, plan_fp16, to_fp16
 from acmix_deploy.precision.typefix import reconcile, validate
+from acmix_deploy.precision.verify import summarize
 from tests.precision.onnx_graphs import (
     big_constant,
     decomposed_layernorm,
+    decomposed_softmax,
     dequantize_fp16_scale,
     large_activation,
     shared_bias_layernorm,
@@ -91,6 +93,39 @@ def test_decomposed_layernorm_stays_fp32():
     assert init[eps.input[1]] == np.float32(1e-12)
     ref, got = _run(model, x), _run(converted, x)
     assert np.abs(got - ref).max() <= 2e-3 * np.abs(ref).max()
+
+
+def test_decomposed_softmax_stays_fp32():
+    model = decomposed_softmax()
+    x = np.random.default_rng(4).normal(0, 2, (16, 8)).astype(np.float32)
+    plan = plan_fp16(model, x)
+    for name in ("sm/max", "sm/sub", "sm/exp", "sm/sum", "sm/div"):
+        assert plan.node_block.get(name) == "decomposed softmax", name
+    assert "attn/MatMul" not in plan.node_block  # the scores themselves may be fp16
+    converted = to_fp16(model, plan)
+    for name in ("sm/max", "sm/sub", "sm/exp", "sm/sum", "sm/div"):
+        assert _out_type(converted, name) == TensorProto.FLOAT, name
+    assert _out_type(converted, "attn/MatMul") == TensorProto.FLOAT16
+    ref, got = _run(model, x), _run(converted, x)
+    assert np.abs(got - ref).max() <= 2e-3 * np.abs(ref).max()
+
+
+def test_margin_band_keeps_fp32():
+    """An activation between 65504/margin and 65504 stays fp32; the report counts it with that margin."""
+    model = large_activation(1e4)
+    x = np.random.default_rng(5).uniform(-2.5, 2.5, (8, 8)).astype(np.float32)  # |x*1e4| up to 25000
+    plan = plan_fp16(model, x)  # default margin 4: limit 16376
+    assert FP16_MAX / 4 < plan.activation_absmax["h"] <= FP16_MAX
+    for name in ("big/Mul", "big/Relu"):
+        assert "> 65504/4" in plan.node_block[name], name
+    assert _out_type(to_fp16(model, plan), "big/Relu") == TensorProto.FLOAT
+    assert "big/Relu" not in plan_fp16(model, x, margin=1.0).node_block  # fits fp16 itself
+    wide = plan_fp16(model, x, margin=8.0)
+    assert wide.margin == 8.0
+    ref = _run(model, x)
+    result = Fp16Result(None, "m", summarize(ref, ref, "same", "none", lambda r: True), wide, 0, 4)
+    big = sum(v > FP16_MAX / 8 for v in wide.activation_absmax.values())
+    assert f"{big} tensors above 65504/8" in result.lines()[1]
 
 
 def test_range_guard_blocks_large_activations():

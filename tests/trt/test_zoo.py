@@ -1,6 +1,6 @@
-"""The real models, once the registry and export land: precision transforms + TensorRT compile.
+"""The real models: precision transforms + TensorRT compile.
 
-Skipped until acmix_deploy.registry and acmix_deploy.export exist. Random weights and random
+Skipped without a TensorRT runtime (the `trt_flavour` fixture). Random weights and random
 calibration: these check that the graphs convert, verify and compile, not int8 accuracy.
 """
 
@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-registry = pytest.importorskip("acmix_deploy.registry", reason="model registry not merged yet")
-export = pytest.importorskip("acmix_deploy.export", reason="ONNX export not merged yet")
-
-from acmix_deploy.precision.fp16 import convert_fp16  # noqa: E402
-from acmix_deploy.precision.int8 import quantize_int8  # noqa: E402
-from acmix_deploy.trt.build import build_engine  # noqa: E402
+from acmix_deploy import export
+from acmix_deploy.precision.fp16 import convert_fp16
+from acmix_deploy.precision.int8 import quantize_int8
+from acmix_deploy.trt.build import build_engine
 
 
 @pytest.mark.slow
