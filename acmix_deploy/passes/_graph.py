@@ -7,7 +7,6 @@ nodes they replace, so that per-module profiling still attributes fused nodes co
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -93,10 +92,7 @@ def bypass(node: gs.Node, src: gs.Tensor, dst: gs.Tensor, pinned: set[str]) -> b
         if src.name in pinned or isinstance(src, gs.Constant) or src_node is None or src_node.op == "Constant":
             return False
         replace_uses(src, dst, skip=node)
-        idx = next(i for i, t in enumerate(src_node.outputs) if t is src)
-        node.inputs.clear()
-        node.outputs.clear()
-        src_node.outputs[idx] = dst
+        absorb(node, src, dst)
         return True
     replace_uses(dst, src)
     node.inputs.clear()
@@ -104,16 +100,15 @@ def bypass(node: gs.Node, src: gs.Tensor, dst: gs.Tensor, pinned: set[str]) -> b
     return True
 
 
-def unique_name(graph: gs.Graph, base: str, taken: set[str] | None = None) -> str:
-    """`base`, or `base_1`, `base_2` ... so that no node or tensor of the graph has that name."""
-    if taken is None:
-        taken = set(graph.tensors().keys()) | {n.name for n in graph.nodes}
-    name, i = base, 0
-    while name in taken:
-        i += 1
-        name = f"{base}_{i}"
-    taken.add(name)
-    return name
+def absorb(node: gs.Node, src: gs.Tensor, dst: gs.Tensor) -> None:
+    """Remove `node` and let the producer of `src` (one of node's inputs) write node's output `dst`
+    in place of `src`, so that dst keeps its name and readers. src is left without a producer:
+    the caller makes sure nothing else reads it."""
+    src_node = producer(src)
+    idx = next(i for i, t in enumerate(src_node.outputs) if t is src)
+    node.inputs.clear()
+    node.outputs.clear()
+    src_node.outputs[idx] = dst
 
 
 class Namer:
@@ -127,7 +122,14 @@ class Namer:
         self.created: list[tuple[gs.Constant, str]] = []
 
     def name(self, base: str) -> str:
-        return unique_name(None, base, self.taken)  # type: ignore[arg-type]
+        """`base`, or `base_1`, `base_2` ... so that no node or tensor of the graph (nor an earlier
+        name from this Namer) has that name."""
+        name, i = base, 0
+        while name in self.taken:
+            i += 1
+            name = f"{base}_{i}"
+        self.taken.add(name)
+        return name
 
     def constant(self, base: str, values: np.ndarray) -> gs.Constant:
         const = gs.Constant(self.name(base), np.ascontiguousarray(values))
@@ -154,9 +156,6 @@ def rank_of(tensor: gs.Tensor) -> int | None:
 # --------------------------------------------------------------------------------------------
 # names that keep the PyTorch module path
 # --------------------------------------------------------------------------------------------
-
-_TS_OP = re.compile(r"^[A-Z][A-Za-z0-9]*(_\d+)?$")
-
 
 def module_path(node_name: str) -> str | None:
     """The PyTorch module path carried by a node name, or None.

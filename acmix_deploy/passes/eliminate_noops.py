@@ -17,7 +17,15 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from acmix_deploy.passes._graph import bypass, constant_value, is_onnx_op, pinned_names, producer, with_inferred_shapes
+from acmix_deploy.passes._graph import (
+    bypass,
+    constant_value,
+    is_onnx_op,
+    pinned_names,
+    producer,
+    rank_of,
+    with_inferred_shapes,
+)
 
 
 def _perm(node: gs.Node, rank: int | None) -> tuple[int, ...] | None:
@@ -29,8 +37,7 @@ def _perm(node: gs.Node, rank: int | None) -> tuple[int, ...] | None:
 
 def _identity_transpose(node: gs.Node) -> gs.Tensor | None:
     x = node.inputs[0]
-    rank = len(x.shape) if x.shape is not None else None
-    perm = _perm(node, rank)
+    perm = _perm(node, rank_of(x))
     return x if perm is not None and perm == tuple(range(len(perm))) else None
 
 
@@ -40,7 +47,7 @@ def _inverse_transposes(node: gs.Node) -> gs.Tensor | None:
     if first is None or first.op != "Transpose" or not is_onnx_op(first):
         return None
     x = first.inputs[0]
-    rank = len(x.shape) if x.shape is not None else None
+    rank = rank_of(x)
     p1, p2 = _perm(first, rank), _perm(node, rank)
     if p1 is None or p2 is None or len(p1) != len(p2):
         return None

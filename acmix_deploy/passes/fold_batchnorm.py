@@ -15,6 +15,7 @@ import onnx_graphsurgeon as gs
 
 from acmix_deploy.passes._graph import (
     Namer,
+    absorb,
     constant_value,
     is_onnx_op,
     node_module_path,
@@ -60,10 +61,7 @@ def _fold_one(bn: gs.Node, pinned: set[str], namer: Namer) -> bool:
 
     base = node_module_path(conv) or conv.name or conv.outputs[0].name
     conv.inputs = [conv.inputs[0], namer.constant(f"{base}.weight", w_new), namer.constant(f"{base}.bias", b_new)]
-    out = bn.outputs[0]
-    bn.inputs.clear()
-    bn.outputs.clear()
-    conv.outputs = [out]
+    absorb(bn, y, bn.outputs[0])
     return True
 
 

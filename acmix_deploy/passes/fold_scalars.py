@@ -27,11 +27,13 @@ import onnx_graphsurgeon as gs
 
 from acmix_deploy.passes._graph import (
     Namer,
+    absorb,
     constant_value,
     is_onnx_op,
     node_module_path,
     pinned_names,
     producer,
+    rank_of,
     sole_consumer,
     with_inferred_shapes,
 )
@@ -64,8 +66,9 @@ def _factor(node: gs.Node) -> tuple[gs.Tensor, np.ndarray] | None:
 
 def _out_rank(node: gs.Node, tensor: gs.Tensor) -> int | None:
     """Rank of a linear op's output: exact for Conv / Gemm, from inferred shapes otherwise."""
-    if tensor.shape is not None:
-        return len(tensor.shape)
+    rank = rank_of(tensor)
+    if rank is not None:
+        return rank
     if node.op == "Conv":
         w = constant_value(node.inputs[1])
         return None if w is None else w.ndim
@@ -198,11 +201,7 @@ def _scalar_target(tensor: gs.Tensor, pinned: set[str], depth: int = 0) -> gs.No
     return None
 
 
-def _fold_after(mul: gs.Node, pinned: set[str], namer: Namer) -> bool:
-    got = _factor(mul)
-    if got is None:
-        return False
-    var, c = got
+def _fold_after(mul: gs.Node, var: gs.Tensor, c: np.ndarray, pinned: set[str], namer: Namer) -> bool:
     first = producer(var)
     if first is None or sole_consumer(var, pinned) is None:
         return False
@@ -216,18 +215,11 @@ def _fold_after(mul: gs.Node, pinned: set[str], namer: Namer) -> bool:
         target = _scalar_target(var, pinned)
         if target is None or not _scale_output(target, c.reshape(1), namer):
             return False
-    out = mul.outputs[0]
-    mul.inputs.clear()
-    mul.outputs.clear()
-    first.outputs[0] = out
+    absorb(mul, var, mul.outputs[0])
     return True
 
 
-def _fold_before(mul: gs.Node, pinned: set[str], namer: Namer) -> bool:
-    got = _factor(mul)
-    if got is None:
-        return False
-    x, c = got
+def _fold_before(mul: gs.Node, x: gs.Tensor, c: np.ndarray, pinned: set[str], namer: Namer) -> bool:
     out = mul.outputs[0]
     if c.size != 1 or out.name in pinned or not out.outputs:
         return False
@@ -241,7 +233,9 @@ def _fold_before(mul: gs.Node, pinned: set[str], namer: Namer) -> bool:
         data_idx = 1 if (r.op == "MatMul" and w_idx == 0) else 0
         if r.inputs[data_idx] is not out:
             return False
-        rank = len(x.shape) if x.shape is not None else (w.ndim if r.op == "Conv" else None)
+        rank = rank_of(x)
+        if rank is None and r.op == "Conv":
+            rank = w.ndim
         if c.ndim > 0 and (rank is None or c.ndim > rank):
             return False
         plan.append((r, w_idx, w, data_idx))
@@ -262,7 +256,8 @@ def fold_scalars(graph: gs.Graph) -> gs.Graph:
     while changed:
         changed = False
         for mul in [n for n in graph.nodes if n.op in ("Mul", "Div") and n.outputs and not is_gelu_scale(n)]:
-            if _fold_after(mul, pinned, namer) or _fold_before(mul, pinned, namer):
+            got = _factor(mul)
+            if got is not None and (_fold_after(mul, *got, pinned, namer) or _fold_before(mul, *got, pinned, namer)):
                 changed = True
         graph.cleanup()
     namer.settle(graph)

@@ -3,8 +3,8 @@
 torch.export writes GELU as x * (0.5 * (1 + erf(x / sqrt(2)))). ONNX Runtime's GeluFusion
 recognises (x * (1 + erf(x / sqrt(2)))) * 0.5 and (x * 0.5) * (1 + erf(...)), but not this order,
 so every Swin MLP ran five elementwise kernels (Div, Erf, Add, Mul, Mul) instead of one Gelu:
-~2 ms of a ~60 ms Swin-T forward on 2 CPU cores (benchmarks/export_latency.py). TensorRT matches
-GELU patterns itself and is indifferent to the order.
+Swin-T 63.3 -> 60.8 ms, Swin-ACmix-T 73.9 -> 69.4 ms, ONNX Runtime CPU, 2 threads, batch 1,
+224 px, interleaved runs. TensorRT matches GELU patterns itself and is indifferent to the order.
 
 The rewrite moves the factor 0.5 to the end: Mul(x, Mul(0.5, t)) -> Mul(Mul(x, t), 0.5). Scaling
 by a power of two is exact in binary floating point (barring overflow and underflow), so before
@@ -60,15 +60,13 @@ def _erf_branch_input(t: gs.Tensor) -> gs.Tensor | None:
 
 
 def is_gelu_scale(node: gs.Node) -> bool:
-    """Whether `node` is the Mul by 0.5 of an erf-GELU, in either order: 0.5 * (1 + erf(x / sqrt2))
-    or (x * (1 + erf(x / sqrt2))) * 0.5. fold_scalars keeps these: folding the 0.5 into the next
-    linear op would save one Mul and cost the whole Gelu fusion."""
+    """Whether `node` is the final Mul by 0.5 of an erf-GELU in the fusable order
+    (x * (1 + erf(x / sqrt2))) * 0.5. fold_scalars keeps it: folding the 0.5 into the next linear
+    op would save one Mul and cost the whole Gelu fusion. (The exporter's 0.5 * (1 + erf(...))
+    needs no check: its reader is a Mul, not a linear op, so fold_scalars never folds it.)"""
     if node.op != "Mul" or (parts := _split_const(node)) is None or parts[1] != 0.5:
         return False
-    var = parts[0]
-    if _erf_branch_input(var) is not None:
-        return True
-    mul = producer(var)
+    mul = producer(parts[0])
     if mul is None or mul.op != "Mul" or not is_onnx_op(mul) or len(mul.inputs) != 2:
         return False
     a, b = mul.inputs

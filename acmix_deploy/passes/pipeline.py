@@ -19,15 +19,20 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx_graphsurgeon as gs
 
 from acmix_deploy import parity
+from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError, ParityError
-from acmix_deploy.fileio import atomic_path
+from acmix_deploy.fileio import write_bytes_atomic
+from acmix_deploy.ort import import_onnxruntime, make_session, run
+from acmix_deploy.passes import PASSES, resolve_passes
 
 TWO_GB = 2**31 - 1
 PARITY_BATCH = 2
-# Half-precision graphs: the passes round folded weights once to fp16, so allow fp16 rounding.
-FP16_TOL = getattr(parity, "FP16_TOL", 1e-2)
+# Half-precision graphs: the passes round folded weights once to fp16, so allow fp16 rounding
+# (acmix_deploy.parity defines only the fp32 tolerance).
+FP16_TOL = 1e-2
 
 
 @dataclass
@@ -121,10 +126,8 @@ def load_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, int]:
     return model, size
 
 
-def to_model(graph: "gs.Graph", template: onnx.ModelProto) -> onnx.ModelProto:  # noqa: F821
+def to_model(graph: gs.Graph, template: onnx.ModelProto) -> onnx.ModelProto:
     """Export a gs graph keeping the template model's metadata (gs drops it) and no stale value_info."""
-    import onnx_graphsurgeon as gs
-
     model = gs.export_onnx(graph, do_type_check=False)
     del model.graph.value_info[:]
     model.ir_version = template.ir_version
@@ -196,15 +199,11 @@ def make_inputs(
 
 def _quiet_ort() -> None:
     """ORT's graph optimizers log warnings through the default logger, not the session's."""
-    from acmix_deploy.ort import import_onnxruntime
-
     import_onnxruntime().set_default_logger_severity(3)
 
 
 def run_model(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs with ONNX Runtime's own graph rewrites off, so the gate checks our graph."""
-    from acmix_deploy.ort import make_session, run
-
     _quiet_ort()
     return run(make_session(model_bytes, optimization="disable"), feeds)
 
@@ -222,16 +221,18 @@ def check_parity(
     feeds: dict[str, np.ndarray],
     reference: dict[str, np.ndarray],
     checker: bool = True,
+    model_bytes: bytes | None = None,
 ) -> list[parity.ParityResult]:
     """ONNX checker (if `checker`) + ORT comparison of `model` against reference outputs. A model
-    that fails to check, load or run, or gives other output names or shapes, raises ParityError."""
+    that fails to check, load or run, or gives other output names or shapes, raises ParityError.
+    `model_bytes`: the model already serialized, when the caller has it."""
     if checker:
         try:
             onnx.checker.check_model(model)
         except Exception as exc:  # noqa: BLE001 - the checker raises several types
             raise ParityError(f"the ONNX checker rejects the model: {str(exc).strip().splitlines()[0]}") from None
     try:
-        outputs = run_model(model.SerializeToString(), feeds)
+        outputs = run_model(model.SerializeToString() if model_bytes is None else model_bytes, feeds)
     except AcmixError as exc:
         raise ParityError(str(exc)) from None
     results = []
@@ -264,8 +265,6 @@ def measure_latency(
 ) -> LatencyResult:
     """Median latencies of two models timed alternately (ABBA order), intra-op spinning off so the
     idle session does not steal the other's cores (DESIGN.md section 4)."""
-    from acmix_deploy.ort import make_session
-
     _quiet_ort()
     sessions = [make_session(m, threads=threads, spinning=False) for m in (before, after)]
     names = [[o.name for o in s.get_outputs()] for s in sessions]
@@ -296,8 +295,6 @@ def measure_latency(
 
 def _apply(graph, name: str):
     """Run one registered pass; a pass that crashes on this model is a one-line error naming it."""
-    from acmix_deploy.passes import PASSES
-
     try:
         return PASSES[name].fn(graph)
     except AcmixError:
@@ -312,10 +309,10 @@ def _apply(graph, name: str):
 class _Gate:
     """The parity gate for one input model: its seeded inputs and reference outputs."""
 
-    def __init__(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> None:
+    def __init__(self, model: onnx.ModelProto, model_bytes: bytes, feeds: dict[str, np.ndarray]) -> None:
         self.feeds = feeds
         try:
-            self.reference = run_model(model.SerializeToString(), feeds)
+            self.reference = run_model(model_bytes, feeds)
         except AcmixError as exc:
             raise AcmixError(f"the input model does not run in ONNX Runtime: {exc}") from None
         try:  # hold the output to the checker only if the input passes it
@@ -324,10 +321,12 @@ class _Gate:
         except Exception:  # noqa: BLE001
             self.checker = False
 
-    def results(self, model: onnx.ModelProto) -> tuple[list[parity.ParityResult], str | None]:
+    def results(
+        self, model: onnx.ModelProto, model_bytes: bytes | None = None
+    ) -> tuple[list[parity.ParityResult], str | None]:
         """(comparisons, reason the gate fails or None)."""
         try:
-            results = check_parity(model, self.feeds, self.reference, self.checker)
+            results = check_parity(model, self.feeds, self.reference, self.checker, model_bytes)
         except ParityError as exc:
             return [], str(exc)
         failed = [r.line() for r in results if not r.passed]
@@ -342,8 +341,6 @@ class _Gate:
 
 def _find_culprit(model: onnx.ModelProto, names: list[str], gate: _Gate) -> None:
     """Re-run the passes one at a time with the gate after each; raises naming the first failure."""
-    import onnx_graphsurgeon as gs
-
     graph = gs.import_onnx(model)
     for name in names:
         graph = _apply(graph, name)
@@ -366,15 +363,29 @@ def optimize_model(
     DEFAULT_ORDER pipeline. `debug` gates after every pass. `latency_runs=0` skips timing.
     Raises ParityError (naming the pass) when the optimized model no longer matches.
     """
-    import onnx_graphsurgeon as gs
+    optimized, _, report = _optimize(model, passes, skip, debug, latency_runs, input_shapes, seed, threads)
+    return optimized, report
 
-    from acmix_deploy.passes import resolve_passes
 
+def _optimize(
+    model: onnx.ModelProto,
+    passes: str | list[str] | tuple[str, ...] | None,
+    skip: str | list[str] | tuple[str, ...] | None,
+    debug: bool,
+    latency_runs: int,
+    input_shapes: dict[str, tuple[int, ...]] | None,
+    seed: int,
+    threads: int | None,
+    bytes_before: int | None = None,
+) -> tuple[onnx.ModelProto, bytes, OptimizeReport]:
+    """optimize_model, also returning the optimized model serialized. `bytes_before` (the input
+    file's size with its external data) replaces the serialized input's size in the report."""
     names = resolve_passes(passes, skip)
     if model.ByteSize() > TWO_GB:
         raise AcmixError("models over 2 GB are not supported by optimize (protobuf limit)")
     feeds = make_inputs(model, seed, input_shapes)
-    gate = _Gate(model, feeds)
+    before_bytes = model.SerializeToString()
+    gate = _Gate(model, before_bytes, feeds)
 
     graph = gs.import_onnx(model)
     records: list[PassRecord] = []
@@ -388,25 +399,24 @@ def optimize_model(
         records.append(record)
 
     optimized = to_model(graph, model)
-    results, reason = gate.results(optimized)
+    after_bytes = optimized.SerializeToString()
+    results, reason = gate.results(optimized, after_bytes)
     if reason is not None:
         _find_culprit(model, names, gate)  # raises naming the pass; the rest is a fallback
         raise ParityError(f"parity gate failed after the passes {', '.join(names)}: {reason}")
 
-    before_bytes = model.SerializeToString()
-    after_bytes = optimized.SerializeToString()
     report = OptimizeReport(
         passes=records,
         ops_before=op_counts(model),
         ops_after=op_counts(optimized),
-        bytes_before=len(before_bytes),
+        bytes_before=len(before_bytes) if bytes_before is None else bytes_before,
         bytes_after=len(after_bytes),
         parity=[r.line() for r in results],
         input_shapes={k: list(v.shape) for k, v in feeds.items()},
     )
     if latency_runs > 0:
         report.latency = measure_latency(before_bytes, after_bytes, feeds, runs=max(latency_runs, 10), threads=threads)
-    return optimized, report
+    return optimized, after_bytes, report
 
 
 def default_output(in_path: str | os.PathLike[str]) -> Path:
@@ -432,24 +442,18 @@ def optimize_file(
     """Optimize an ONNX file (default: the newest ONNX export in the workspace, optionally of
     `model_name`) and write it atomically to `out_path` (default: <stem>.opt.onnx beside it).
     A workspace input's result is recorded as an ONNX_OPTIMIZED artifact of the same model."""
-    from acmix_deploy import workspace as ws
-
     artifact = None
     if in_path is None:
         artifact = ws.newest(ws.ONNX, model=model_name, workspace=workspace)
         in_path = artifact.path
     model, size_before = load_model(in_path)
     out = Path(out_path) if out_path is not None else default_output(in_path)
-    optimized, report = optimize_model(
-        model, passes=passes, skip=skip, debug=debug, latency_runs=latency_runs,
-        input_shapes=input_shapes, seed=seed, threads=threads,
+    _, data, report = _optimize(
+        model, passes, skip, debug, latency_runs, input_shapes, seed, threads, bytes_before=size_before
     )
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(optimized.SerializeToString())
+    write_bytes_atomic(out, data)  # report.bytes_after is len(data): the written file's size
     report.input = str(in_path)
     report.output = str(out)
-    report.bytes_before = size_before
-    report.bytes_after = out.stat().st_size
     report.from_workspace = artifact is not None
     if artifact is not None:
         report.model = artifact.model

@@ -3,6 +3,8 @@ report, metadata, inputs for the gate."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
@@ -36,6 +38,27 @@ def small_model(batch: int | str = 1) -> onnx.ModelProto:
     meta = model.metadata_props.add()
     meta.key, meta.value = "acmix.model", "tiny"
     return model
+
+
+def every_pass_model() -> onnx.ModelProto:
+    """small_model with an exported erf-GELU and a constant subgraph (Sqrt of an initializer) before
+    its head: every registered pass, run alone, rewrites it."""
+    base = small_model()
+    nodes = [n for n in base.graph.node if n.op_type != "ReduceMean"] + [
+        helper.make_node("Div", ["s", "sqrt2"], ["act_div"], name="act/Div_0"),
+        helper.make_node("Erf", ["act_div"], ["act_erf"], name="act/Erf_0"),
+        helper.make_node("Add", ["act_erf", "one"], ["act_add"], name="act/Add_0"),
+        helper.make_node("Mul", ["half", "act_add"], ["act_half"], name="act/Mul_0"),
+        helper.make_node("Mul", ["s", "act_half"], ["act"], name="act/Mul_1"),
+        helper.make_node("Sqrt", ["four"], ["two"], name="shift/Sqrt_0"),
+        helper.make_node("Add", ["act", "two"], ["shifted"], name="shift/Add_0"),
+        helper.make_node("ReduceMean", ["shifted"], ["y"], name="head/ReduceMean_0", axes=[2, 3], keepdims=0),
+    ]
+    inits = list(base.graph.initializer) + [
+        init("sqrt2", np.array(math.sqrt(2.0), np.float32)), init("one", np.array([1.0], np.float32)),
+        init("half", np.array(0.5, np.float32)), init("four", np.full((4, 1, 1), 4.0, np.float32)),
+    ]
+    return make_model(nodes, list(base.graph.input), list(base.graph.output), inits)
 
 
 def corrupting(graph: gs.Graph) -> gs.Graph:
@@ -148,13 +171,20 @@ def test_unreadable_input_is_a_one_line_error(tmp_path):
         optimize_file(tmp_path / "missing.onnx", latency_runs=0)
 
 
+def _wiring(graph: gs.Graph) -> list[tuple]:
+    """The nodes as (op, input names, output names), in no particular order (passes toposort)."""
+    return sorted((n.op, tuple(t.name for t in n.inputs), tuple(t.name for t in n.outputs)) for n in graph.nodes)
+
+
 @pytest.mark.parametrize("name", list(PASSES))
 def test_passes_are_pure_functions(name):
-    """A pass returns a new graph and leaves the one it was given untouched."""
-    graph = gs.import_onnx(small_model())
+    """A pass returns a new, rewritten graph and leaves the one it was given untouched."""
+    graph = gs.import_onnx(every_pass_model())
     before = gs.export_onnx(graph, do_type_check=False).SerializeToString()
+    wiring = _wiring(graph)
     result = PASSES[name].fn(graph)
     assert result is not graph
+    assert _wiring(result) != wiring  # the pass did rewrite this model
     assert gs.export_onnx(graph, do_type_check=False).SerializeToString() == before
 
 
