@@ -90,22 +90,3 @@ def strip_exporter_metadata(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.doc_string = ""
     model.doc_string = ""
     return model
-
-
-def scope_category(node_name: str) -> str:
-    """Which part of an ACmix network a renamed node belongs to: attention, conv_path, stage1, rest."""
-    path = node_name.split("/", 1)[0]  # ONNX Runtime appends fusion names after a further "/"
-    parts = path.split(".")
-    for i, part in enumerate(parts):
-        if part in ("attention", "attn_path"):
-            return "attention"
-        if part in ("conv_path", "dep_conv", "fc") and i > 0 and _is_acmix_parent(parts[:i]):
-            return "conv_path"
-        if part in ("conv1", "conv2", "conv3", "qkv") and i == len(parts) - 1 and _is_acmix_parent(parts[:i]):
-            return "stage1"
-    return "rest"
-
-
-def _is_acmix_parent(parts: list[str]) -> bool:
-    """ACmix blocks sit at <layer>.<i>.conv2 (ResNet) or layers.<i>.blocks.<j>.attn (Swin)."""
-    return bool(parts) and parts[-1] in ("conv2", "attn")

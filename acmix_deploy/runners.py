@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from acmix_deploy.trt.gpu import torch_cuda_available
+
 if TYPE_CHECKING:
     from acmix_deploy.bench.sources import ModelSource
 
@@ -87,12 +89,7 @@ def make_images(batch: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
     return rng.standard_normal((batch, 3, size[0], size[1]), dtype=np.float32)
 
 
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
+cuda_available = torch_cuda_available  # public name kept (bench.run and tests use it)
 
 
 # ---------------------------------------------------------------------------------------- torch

@@ -23,7 +23,6 @@ Random-init weights (the latency does not depend on them). Files go to a tempora
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import sys
@@ -110,42 +109,18 @@ def eager_vs_ort(name: str, onnx_path: Path, size: int, threads: int, runs: int)
     return eager, ort
 
 
-def profile_summary(path: Path, size: int, threads: int, runs: int = 20) -> dict:
-    """ONNX Runtime profiler shares by op type and by ACmix part of the graph."""
-    import onnx
+def profile_summary(path: Path, size: int, threads: int, runs: int = 20, warmup: int = 5) -> dict:
+    """ONNX Runtime profiler shares by op type and by ACmix part (stage1, attention, conv, rest), from
+    the bench package's profiler (`acmix-deploy profile`): the same node-name mapping and classifier."""
+    from acmix_deploy.bench.profile import profile_onnxruntime
 
-    from acmix_deploy.onnx_names import scope_category
-    from acmix_deploy.ort import make_session
-
-    with tempfile.TemporaryDirectory() as tmp:
-        session = make_session(str(path), threads=threads, spinning=False, profile_prefix=str(Path(tmp) / "p"))
-        x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
-        feed = {session.get_inputs()[0].name: x}
-        for _ in range(runs):
-            session.run(None, feed)
-        events = json.loads(Path(session.end_profiling()).read_text())
-    graph = onnx.load(str(path), load_external_data=False).graph
-    producer = {out: node.name for node in graph.node for out in node.output}
-
-    def our_name(ort_name: str) -> str:
-        # ORT keeps our names for most nodes ("<path>/<Op>_<n>[/<fusion>/]") and names NCHWc nodes
-        # after their output value ("<value>_nchwc"): map those back through the producer.
-        if "/" in ort_name:
-            return ort_name
-        base = ort_name[: -len("_nchwc")] if ort_name.endswith("_nchwc") else ort_name
-        return producer.get(base, ort_name)
-
-    by_op: collections.Counter = collections.Counter()
-    by_part: collections.Counter = collections.Counter()
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            by_op[e["args"]["op_name"]] += e["dur"]
-            by_part[scope_category(our_name(e["name"][: -len("_kernel_time")]))] += e["dur"]
-    total = sum(by_op.values())
+    result = profile_onnxruntime(path, 1, (size, size), warmup, runs, threads)
+    total = result.kernel_ms
+    parts = sorted(result.totals().items(), key=lambda kv: -kv[1])
     return {
-        "total_ms_per_run": total / runs / 1e3,
-        "op_type_share": {k: v / total for k, v in by_op.most_common()},
-        "part_share": {k: v / total for k, v in by_part.most_common()},
+        "total_ms_per_run": total,
+        "op_type_share": {o["op"]: o["ms"] / total for o in result.op_types()},
+        "part_share": {k: v / total for k, v in parts},
     }
 
 

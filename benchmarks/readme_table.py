@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch timings on shared machines (before torch loads)
 
 from acmix_deploy.bench.markdown import render_markdown  # noqa: E402
 from acmix_deploy.bench.report import load_json, write_json  # noqa: E402

@@ -8,7 +8,7 @@ from importlib import metadata
 from typing import Any
 
 _ENV_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
-_PACKAGES = ("acmix-deploy", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "tensorrt", "tensorrt-rtx-cu12")
+PACKAGES = ("acmix-deploy", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "tensorrt", "tensorrt-rtx-cu12")
 
 
 def cpu_model() -> str:
@@ -64,7 +64,7 @@ def memory_total_mb() -> float | None:
 
 def versions() -> dict[str, str]:
     out: dict[str, str] = {}
-    for pkg in _PACKAGES:
+    for pkg in PACKAGES:
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -5,19 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from acmix_deploy.bench.report import to_json_dict
-
-_VERSION_ORDER = ("acmix-deploy", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "tensorrt", "tensorrt-rtx-cu12")
+from acmix_deploy.bench.machine import PACKAGES
+from acmix_deploy.bench.report import fmt_number, to_json_dict
 
 
 def _doc(result: Any) -> dict[str, Any]:
     return result if isinstance(result, dict) else to_json_dict(result)
-
-
-def _num(x: float | None, digits: int = 2) -> str:
-    if x is None:
-        return "-"
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}f}"
 
 
 def _machine_line(m: dict[str, Any], threads: int) -> str:
@@ -31,7 +24,7 @@ def _machine_line(m: dict[str, Any], threads: int) -> str:
 
 def _versions_line(m: dict[str, Any]) -> str:
     v = m.get("versions") or {}
-    keys = [k for k in _VERSION_ORDER if k in v] + sorted(k for k in v if k not in _VERSION_ORDER)
+    keys = [k for k in PACKAGES if k in v] + sorted(k for k in v if k not in PACKAGES)
     return ", ".join(f"{k} {v[k]}" for k in keys)
 
 
@@ -65,9 +58,10 @@ def render_markdown(results: Sequence[Any], title: str | None = "Performance") -
             lat = row["latency_ms"]
             ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
             lines.append(
-                f"| {row['model']} | {row['backend']} | {row['batch']} | {_num(lat['median'])} | {_num(lat['p90'])} "
-                f"| {_num(row['throughput_ips'], 1)} | {base['model'] if base else '-'} "
-                f"| {_num(base['latency_ms']['median']) if base else '-'} "
+                f"| {row['model']} | {row['backend']} | {row['batch']} "
+                f"| {fmt_number(lat['median'])} | {fmt_number(lat['p90'])} "
+                f"| {fmt_number(row['throughput_ips'], 1)} | {base['model'] if base else '-'} "
+                f"| {fmt_number(base['latency_ms']['median']) if base else '-'} "
                 f"| {ratio} |"
             )
     lines.append("")

@@ -90,7 +90,7 @@ def _row_dict(row: BenchRow) -> dict[str, Any]:
         "latency_ms": {k: getattr(s, f"{k}_ms") for k in _LATENCY_KEYS} if s else None,
         "throughput_ips": s.throughput_ips if s else None,
         "cv": s.cv if s else None,
-        "cv_warning": bool(s and s.cv > CV_WARN),
+        "cv_warning": bool(s and s.noisy),
         "memory": row.memory.to_dict() if row.memory else None,
         "memory_error": row.memory_error,
         "ratio": row.ratio,
@@ -243,7 +243,8 @@ def write_plot(result: BenchResult | dict[str, Any], path: str | os.PathLike[str
 
 # ------------------------------------------------------------------------------------ table
 
-def _fmt(x: float | None, digits: int = 2) -> str:
+def fmt_number(x: float | None, digits: int = 2) -> str:
+    """A table cell: "-" for None, whole numbers from 1000 up (with thousands separators)."""
     if x is None:
         return "-"
     if abs(x) >= 1000:
@@ -297,13 +298,14 @@ def render_table(result: BenchResult, console: Console) -> None:
             note = f"{row.status}: {row.reason}"
         else:
             cv = f"{s.cv:.1%}"
-            cells += [_fmt(s.median_ms), _fmt(s.mean_ms), _fmt(s.p90_ms), _fmt(s.p95_ms), _fmt(s.p99_ms),
-                      _fmt(s.min_ms), _fmt(s.max_ms), _fmt(s.throughput_ips, 1),
-                      f"[yellow]{cv} ![/yellow]" if s.cv > CV_WARN else cv]  # fmt: skip
-            cells.append(_fmt(row.memory.peak_rss_mb, 0) if row.memory else "-")
+            cells += [fmt_number(s.median_ms), fmt_number(s.mean_ms), fmt_number(s.p90_ms), fmt_number(s.p95_ms),
+                      fmt_number(s.p99_ms), fmt_number(s.min_ms), fmt_number(s.max_ms), fmt_number(s.throughput_ips, 1),
+                      f"[yellow]{cv} ![/yellow]" if s.noisy else cv]  # fmt: skip
+            cells.append(fmt_number(row.memory.peak_rss_mb, 0) if row.memory else "-")
             note = f"memory: {row.memory_error}" if row.memory_error else ""
         if has_gpu:
-            cells.append(_fmt(row.memory.gpu_peak_mb, 0) if row.memory and row.memory.gpu_peak_mb is not None else "-")
+            gpu_mb = row.memory.gpu_peak_mb if row.memory else None
+            cells.append(fmt_number(gpu_mb, 0) if gpu_mb is not None else "-")
         if has_base:
             cells.append(f"[bold]{row.ratio:.2f}x[/bold]" if row.ratio is not None else "")
         cells.append(note)

@@ -134,7 +134,7 @@ class BenchResult:
         return None
 
     def noisy_rows(self) -> list[BenchRow]:
-        return [r for r in self.rows if r.stats is not None and r.stats.cv > CV_WARN]
+        return [r for r in self.rows if r.stats is not None and r.stats.noisy]
 
     def to_dict(self) -> dict[str, Any]:
         from acmix_deploy.bench.report import to_json_dict
@@ -213,7 +213,6 @@ def _time_cell(
             fn=lambda r=runner, x=x: r(x),
             cuda=runner.device == "cuda",
             sync=runner.synchronize,
-            sync_before_event=bool(getattr(runner, "own_stream", False)),
         )
     samples: dict[str, np.ndarray] = {}
     if items:
@@ -384,14 +383,7 @@ def bench(
             "torch on CPU: idle OpenMP threads spin (OMP_WAIT_POLICY is not PASSIVE); on a shared or loaded "
             "machine start with OMP_WAIT_POLICY=PASSIVE for stable torch timings"
         )
-    for row in rows:
-        if row.stats is not None and row.stats.cv > CV_WARN:
-            notes.append(
-                f"noisy: {row.model} on {row.backend} at batch {row.batch} has CV {row.stats.cv:.1%} "
-                f"(> {CV_WARN:.0%}); run longer (--duration-s), on a quieter machine, or with fewer --threads "
-                "than idle cores"
-            )
-    return BenchResult(
+    result = BenchResult(
         config=config,
         rows=rows,
         models={role: src.describe() for role, src in sources.items()},
@@ -401,3 +393,10 @@ def bench(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         notes=notes,
     )
+    for row in result.noisy_rows():
+        result.notes.append(
+            f"noisy: {row.model} on {row.backend} at batch {row.batch} has CV {row.stats.cv:.1%} "
+            f"(> {CV_WARN:.0%}); run longer (--duration-s), on a quieter machine, or with fewer --threads "
+            "than idle cores"
+        )
+    return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,6 @@ class ModelSource:
             workdir.mkdir(parents=True, exist_ok=True)
             self.onnx_path = Path(self.onnx_factory(workdir))
         return self.onnx_path
-
-    def with_onnx(self, path: Path) -> ModelSource:
-        return replace(self, onnx_path=path, onnx_factory=None)
 
     def describe(self) -> dict[str, Any]:
         return {

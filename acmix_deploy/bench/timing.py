@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from acmix_deploy.trt.gpu import torch_cuda_available
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -48,22 +50,12 @@ class Budget:
 class Timed:
     """One thing to time: `fn` runs one iteration; `sync` waits for queued device work.
 
-    With `cuda`, CUDA events on torch's current stream time the call; a runner that queues work on
-    a stream of its own sets `sync_before_event` so that work is inside the window.
+    With `cuda`, CUDA events on torch's current stream time the call.
     """
 
     fn: Callable[[], object]
     cuda: bool = False
     sync: Callable[[], None] | None = None
-    sync_before_event: bool = False
-
-
-def _cuda_events_usable() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
 
 
 def _time_once(item: Timed, use_events: bool) -> float:
@@ -75,8 +67,6 @@ def _time_once(item: Timed, use_events: bool) -> float:
         end = torch.cuda.Event(enable_timing=True)
         start.record()
         item.fn()
-        if item.sync_before_event and item.sync is not None:
-            item.sync()
         end.record()
         end.synchronize()
         return float(start.elapsed_time(end))
@@ -88,7 +78,7 @@ def _time_once(item: Timed, use_events: bool) -> float:
 
 
 def _rounds(items: Sequence[Timed], budget: Budget, record: bool) -> list[list[float]]:
-    use_events = any(i.cuda for i in items) and _cuda_events_usable()
+    use_events = any(i.cuda for i in items) and torch_cuda_available()
     samples: list[list[float]] = [[] for _ in items]
     k = len(items)
     start = time.perf_counter()

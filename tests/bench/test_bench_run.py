@@ -2,11 +2,14 @@ import numpy as np
 import pytest
 
 from tests.bench import bench_standins as S
+from acmix_deploy import ort
 from acmix_deploy import workspace as ws
+from acmix_deploy.bench import run
 from acmix_deploy.bench.run import bench
 from acmix_deploy.bench.sources import ModelSource
 from acmix_deploy.bench.stats import paired_ratio
 from acmix_deploy.errors import AcmixError
+from acmix_deploy.runners import create_runner
 
 FAST = {"iterations": 5, "warmup_iterations": 1, "memory": False, "threads": 1, "resolver": S.resolver}
 
@@ -35,6 +38,32 @@ def test_model_vs_baseline_interleaved_with_ratios():
     assert r.models["model"]["label"] == "tiny_acmix" and r.models["baseline"]["label"] == "tiny_plain"
     cmd = r.config.command()
     assert "--baseline tiny_plain" in cmd and "--batch 1,2" in cmd and "--threads 1" in cmd and "--no-memory" in cmd
+
+
+def test_interleaved_onnxruntime_sessions_are_created_with_spinning_off(monkeypatch):
+    # r.ort_spinning is what bench() reports; check that the sessions it timed really had spinning off
+    created, sessions = [], []
+    real_make_session = ort.make_session
+
+    def recording_create_runner(backend, source, options):
+        created.append((backend, source.label, options.spinning))
+        return create_runner(backend, source, options)
+
+    def recording_make_session(*args, **kwargs):
+        sessions.append(real_make_session(*args, **kwargs))
+        return sessions[-1]
+
+    monkeypatch.setattr(run, "create_runner", recording_create_runner)
+    monkeypatch.setattr(ort, "make_session", recording_make_session)
+    r = bench(model="tiny_acmix", baseline="tiny_plain", backends=["onnxruntime"], batches=[1], **FAST)
+    assert r.interleaved and not r.ort_spinning and all(row.ok for row in r.rows)
+    assert created == [
+        ("onnxruntime", "tiny_acmix", False),
+        ("onnxruntime", "tiny_plain", False),
+    ]
+    assert len(sessions) == 2
+    for session in sessions:
+        assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_without_baseline_backends_run_alone_with_spinning():

@@ -35,6 +35,7 @@ def test_cv_threshold_is_strictly_above_five_percent():
     d = CV_WARN * mean * math.sqrt(2) / 2
     at = summarize([mean - d, mean + d], 1)
     assert at.cv == pytest.approx(CV_WARN)
+    assert not at.noisy
     above = summarize([mean - 1.1 * d, mean + 1.1 * d], 1)
     assert above.noisy and above.cv > CV_WARN
 

@@ -41,6 +41,13 @@ def test_measured_time_includes_sync_and_is_in_milliseconds():
 
 
 def test_duration_budget_runs_at_least_min_iterations():
+    # a zero-second budget is over before the first round: only min_iterations keeps it running
+    items = [Timed(fn=lambda: None)]
+    (samples,) = time_interleaved(items, Budget(seconds=0.0), Budget(seconds=0.0, min_iterations=3))
+    assert len(samples) == 3
+
+
+def test_duration_budget_runs_for_its_seconds():
     items = [Timed(fn=lambda: time.sleep(0.002))]
     t0 = time.perf_counter()
     (samples,) = time_interleaved(items, Budget(seconds=0.0), Budget(seconds=0.05, min_iterations=3))
