@@ -113,7 +113,9 @@ def input_size(onnx_model: Any) -> tuple[int, int] | None:
 
     model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else _load_graph_only(onnx_model)
     initializers = {i.name for i in model.graph.initializer}
-    inp = next(i for i in model.graph.input if i.name not in initializers)
+    inp = next((i for i in model.graph.input if i.name not in initializers), None)
+    if inp is None or not model.graph.node:
+        raise AcmixError("the ONNX model has no graph input" if inp is None else "the ONNX model has no nodes")
     dims = inp.type.tensor_type.shape.dim
     if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:]):
         return int(dims[2].dim_value), int(dims[3].dim_value)

@@ -119,24 +119,6 @@ def resolve_model(name: str, img_size: int | None = None, shift: str | None = No
     )
 
 
-def _onnx_input_size(path: Path) -> tuple[int, int] | None:
-    """Static H, W of the first graph input, if the file fixes them."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends
-        raise AcmixError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if not model.graph.node or not inputs:
-        raise AcmixError(f"{path} is not an ONNX model (no graph)")
-    dims = inputs[0].type.tensor_type.shape.dim
-    if len(dims) == 4 and dims[2].dim_value > 0 and dims[3].dim_value > 0:
-        return (dims[2].dim_value, dims[3].dim_value)
-    return None
-
-
 def from_file(path: str | os.PathLike[str], img_size: int | None = None, kind: str | None = None) -> ModelSource:
     """An ONNX or engine file as a ModelSource (no torch model behind it).
 
@@ -147,7 +129,11 @@ def from_file(path: str | os.PathLike[str], img_size: int | None = None, kind: s
         raise AcmixError(f"no such file: {p}")
     size = (img_size, img_size) if img_size else None
     if (kind or ("onnx" if p.suffix.lower() == ".onnx" else "engine")) == "onnx":
-        return ModelSource(label=p.stem, onnx_path=p, input_size=size or _onnx_input_size(p) or (DEFAULT_IMG_SIZE,) * 2)
+        from acmix_deploy.export import check_input_size, input_size
+
+        if size is not None:
+            check_input_size(p, *size)  # one line when --img-size differs from the size fixed at export
+        return ModelSource(label=p.stem, onnx_path=p, input_size=size or input_size(p) or (DEFAULT_IMG_SIZE,) * 2)
     return ModelSource(label=p.stem, engine_path=p, input_size=size)
 
 

@@ -45,6 +45,14 @@ def test_bench_onnx_file(capsys, tmp_path):
     assert code == 0 and "onnxruntime" in out and "img/s" in out
 
 
+def test_bench_onnx_file_at_another_size_is_a_one_line_error(capsys, tmp_path):
+    path = S.export(S.make_tiny(), tmp_path / "m.onnx", 16)
+    code, out, err = run_cli(capsys, "bench", "--onnx", str(path), "--img-size", "32", "--iterations", "1",
+                             "--no-memory")  # fmt: skip
+    assert code == 2 and "Traceback" not in err + out and len(err.strip().splitlines()) == 1
+    assert "takes 16x16 images (fixed at export), not 32x32" in err
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
