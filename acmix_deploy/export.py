@@ -387,7 +387,7 @@ def _run_passes(proto, log: Callable[[str], None], notes: list[str]):
 # --------------------------------------------------------------------------------------------------
 def reference_and_deploy(
     model_name: str,
-    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | Any | None = None,  # a path or a checkpoint.LoadedCheckpoint
     build: dict[str, Any] | None = None,
     deploy_options: dict[str, Any] | None = None,
 ):
@@ -423,24 +423,6 @@ def _probe_writable(dest: Path) -> None:
     os.unlink(tmp)
 
 
-def _defaults_from_checkpoint(
-    model_name: str | None, checkpoint: str | os.PathLike[str] | None, overrides: dict[str, Any] | None
-) -> tuple[str, dict[str, Any]]:
-    """Checkpoints written by this toolkit name their model and overrides: use them as defaults."""
-    from acmix_deploy.checkpoint import read_checkpoint
-
-    overrides = dict(overrides or {})
-    if checkpoint is not None:
-        saved = read_checkpoint(checkpoint).meta.get("build", {})
-        if model_name is None:
-            model_name = saved.get("name")
-        if model_name is not None and model_name == saved.get("name"):
-            overrides = {**saved.get("overrides", {}), **overrides}
-    if model_name is None:
-        raise AcmixError("give --model NAME (the checkpoint does not say which model it holds)")
-    return model_name, overrides
-
-
 def export_onnx(
     model_name: str | None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -466,7 +448,7 @@ def export_onnx(
     Raises AcmixError for bad input and ParityError (nothing written) when verification fails.
     """
     from acmix_deploy.nn.shift import SHIFT_MODES
-    from acmix_deploy.registry import get_card
+    from acmix_deploy.registry import build_defaults, get_card
 
     log = log or (lambda _msg: None)
     t0 = time.perf_counter()
@@ -478,22 +460,28 @@ def export_onnx(
         raise AcmixError(f"unknown shift mode {shift!r}; choose one of {', '.join(SHIFT_MODES)}")
     if opset < 18:
         raise AcmixError(f"opset {opset} is too old: the exporter needs opset >= 18")
-    model_name, overrides = _defaults_from_checkpoint(model_name, checkpoint, overrides)
+    loaded = None
+    if checkpoint is not None:
+        from acmix_deploy.checkpoint import read_checkpoint
+
+        loaded = read_checkpoint(checkpoint)  # read once; the reference model is built from it
+    meta = loaded.meta if loaded is not None else None
+    model_name, overrides = build_defaults(meta, model_name, dict(overrides or {}))
+    if model_name is None:
+        raise AcmixError("give --model NAME (the checkpoint does not say which model it holds)")
     card = get_card(model_name)  # unknown names fail here, before any work
     requested = img_size or (overrides or {}).get("img_size")
     if requested is not None and int(requested) < 1:
         raise AcmixError(f"--img-size must be positive, got {requested}")
     if output is not None:
         _probe_writable(Path(output))  # fail in a second, not after the export
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise AcmixError(f"checkpoint {checkpoint} does not exist")
 
     build = dict(overrides or {})
     if requested is not None:
         build["img_size"] = int(requested)  # else: the checkpoint's training size, else the card's
     if card.is_acmix:
         build["shift"] = shift
-    reference, deployed, settled = reference_and_deploy(model_name, checkpoint, build, deploy_options)
+    reference, deployed, settled = reference_and_deploy(model_name, loaded, build, deploy_options)
     card = reference.card
     size = int(card.input_size)
     recorded = output is None

@@ -143,22 +143,34 @@ def _build(card: ModelCard, overrides: dict[str, Any]) -> nn.Module:
     return SwinTransformer(**args)
 
 
+def build_defaults(
+    meta: dict[str, Any] | None, name: str | None, overrides: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    """Checkpoints written by this toolkit name their model and build overrides: use them as defaults
+    (a given name or override wins; the saved overrides only apply to the saved model)."""
+    saved = (meta or {}).get("build", {})
+    if name is None:
+        name = saved.get("name")
+    if name is not None and name == saved.get("name"):
+        overrides = {**saved.get("overrides", {}), **overrides}
+    return name, overrides
+
+
 def create_model(
     name: str | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | Any | None = None,
     strict: bool = True,
     **overrides: Any,
 ) -> nn.Module:
-    """Build a registered model; with `checkpoint`, load it (our files also supply name/overrides)."""
+    """Build a registered model; with `checkpoint` (a path, or a checkpoint.LoadedCheckpoint already
+    read), load it (our files also supply name/overrides)."""
     from acmix_deploy import checkpoint as ckpt
 
-    loaded = ckpt.read_checkpoint(checkpoint) if checkpoint is not None else None
-    if loaded is not None and loaded.meta:
-        saved = loaded.meta.get("build", {})
-        if name is None:
-            name = saved.get("name")
-        if name == saved.get("name"):
-            overrides = {**saved.get("overrides", {}), **overrides}
+    if checkpoint is None or isinstance(checkpoint, ckpt.LoadedCheckpoint):
+        loaded = checkpoint
+    else:
+        loaded = ckpt.read_checkpoint(checkpoint)
+    name, overrides = build_defaults(loaded.meta if loaded is not None else None, name, overrides)
     if name is None:
         raise AcmixError("no model name given and the checkpoint does not say which model it holds")
     card = get_card(name)

@@ -143,6 +143,21 @@ def test_swin_gelus_run_as_one_onnx_runtime_kernel(small_export, tmp_path):
     assert kinds.count("Gelu") == blocks and "Erf" not in kinds
 
 
+def test_our_checkpoint_supplies_model_name_and_overrides(tmp_path):
+    """A checkpoint written by this toolkit is read once and names its model and build overrides."""
+    from acmix_deploy.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    ov = small_overrides("resnet_acmix26")
+    model = create_model("resnet_acmix26", **ov)
+    ckpt = save_checkpoint(model, tmp_path / "mine.pth", classes=[f"c{i}" for i in range(ov["num_classes"])])
+    result = export_onnx(None, checkpoint=ckpt, output=tmp_path / "m.onnx", optimize=False)
+    assert result.model_name == "resnet_acmix26" and result.img_size == ov["img_size"]
+    assert all(line.startswith("PASSED") for line in result.parity)
+    logits = onnx.load(str(result.path)).graph.output[0].type.tensor_type.shape.dim[-1].dim_value
+    assert logits == ov["num_classes"]  # the saved overrides (width, classes, size) were applied
+
+
 def test_dynamic_batch_runs_at_batch_1_and_8(small_export):
     from acmix_deploy.ort import make_session, run
 
