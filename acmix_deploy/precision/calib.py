@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from acmix_deploy.errors import AcmixError
+from acmix_deploy.imaging import normalize, resize_center_crop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -100,31 +101,11 @@ def preprocess_from_onnx(model: onnx.ModelProto) -> Preprocess:
         raise AcmixError("the ONNX metadata mean/std/crop_ratio are malformed") from None
 
 
-def _resample(name: str):
-    from PIL import Image
-
-    table = {
-        "bilinear": Image.Resampling.BILINEAR,
-        "bicubic": Image.Resampling.BICUBIC,
-        "nearest": Image.Resampling.NEAREST,
-        "lanczos": Image.Resampling.LANCZOS,
-    }
-    return table.get(name.lower(), Image.Resampling.BILINEAR)
-
-
 def preprocess_image(image, pre: Preprocess) -> np.ndarray:
-    """One PIL image -> (3, H, W) float32: resize shorter side, center crop, normalise."""
-    image = image.convert("RGB")
-    w, h = image.size
-    short = max(1, round(max(pre.height, pre.width) / pre.crop_ratio))
-    scale = short / min(w, h)
-    nw, nh = max(pre.width, round(w * scale)), max(pre.height, round(h * scale))
-    image = image.resize((nw, nh), _resample(pre.interpolation))
-    left, top = (nw - pre.width) // 2, (nh - pre.height) // 2
-    image = image.crop((left, top, left + pre.width, top + pre.height))
-    arr = np.asarray(image, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    """One PIL image -> (3, H, W) float32: resize shorter side, center crop, normalise (the eval
+    pipeline of training and `acmix-deploy eval`, acmix_deploy.imaging)."""
+    crop = resize_center_crop(image.convert("RGB"), pre.height, pre.width, pre.crop_ratio, pre.interpolation)
+    return normalize(crop, pre.mean, pre.std)
 
 
 def preprocess_uint8(batch: np.ndarray, pre: Preprocess) -> np.ndarray:

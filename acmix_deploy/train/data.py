@@ -29,9 +29,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from acmix_deploy.errors import AcmixError
+from acmix_deploy.imaging import INTERPOLATIONS, normalize, resample_filter, resize_center_crop
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 
 
 @dataclass(frozen=True)
@@ -84,34 +84,10 @@ class Preprocessing:
         )
 
 
-def _resample(name: str) -> int:
-    from PIL import Image
-
-    return {
-        "nearest": Image.Resampling.NEAREST,
-        "bilinear": Image.Resampling.BILINEAR,
-        "bicubic": Image.Resampling.BICUBIC,
-        "lanczos": Image.Resampling.LANCZOS,
-    }[name]
-
-
-def _normalize(image: Any, pre: Preprocessing) -> np.ndarray:
-    """PIL RGB image -> (3, H, W) float32, (x / 255 - mean) / std."""
-    arr = np.asarray(image, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
-
-
 def eval_transform(image: Any, pre: Preprocessing) -> np.ndarray:
     """Resize the shorter side to round(size / crop_ratio), center crop size x size, normalize."""
     size = pre.input_size
-    w, h = image.size
-    short = max(1, round(size / pre.crop_ratio))
-    scale = short / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    image = image.resize((nw, nh), _resample(pre.interpolation))
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return _normalize(image.crop((left, top, left + size, top + size)), pre)
+    return normalize(resize_center_crop(image, size, size, pre.crop_ratio, pre.interpolation), pre.mean, pre.std)
 
 
 @dataclass(frozen=True)
@@ -142,10 +118,10 @@ class TrainTransform:
 
         box = self.crop_box(*image.size, rng)
         size = self.pre.input_size
-        out = image.resize((size, size), _resample(self.pre.interpolation), box=box)
+        out = image.resize((size, size), resample_filter(self.pre.interpolation), box=box)
         if self.hflip and rng.random() < 0.5:
             out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return _normalize(out, self.pre)
+        return normalize(out, self.pre.mean, self.pre.std)
 
 
 # -- folders ----------------------------------------------------------------------------------------

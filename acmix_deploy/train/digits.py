@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from acmix_deploy.errors import AcmixError
+from acmix_deploy.imaging import resample_filter
 from acmix_deploy.fileio import atomic_path, ensure_writable_dir
 
 SPLIT_SEED = 0
@@ -66,8 +67,7 @@ def digit_images(size: int = 32, resample: str = "bilinear") -> tuple[np.ndarray
         raise AcmixError(f"unknown resampling {resample!r}; use one of {', '.join(RESAMPLE)}")
     images, labels = _load_digits()
     gray = np.clip(np.rint(images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    mode = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST,
-            "bicubic": Image.Resampling.BICUBIC}[resample]
+    mode = resample_filter(resample)
     out = np.empty((len(gray), size, size, 3), dtype=np.uint8)
     for i, img in enumerate(gray):
         pil = Image.fromarray(img, mode="L")

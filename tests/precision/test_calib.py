@@ -80,3 +80,18 @@ def test_random_source_looks_like_images():
     hi = (1 - np.array(pre.mean)) / np.array(pre.std)
     assert x.shape == (4, 3, 8, 8)
     assert (x.min(axis=(0, 2, 3)) >= lo - 1e-5).all() and (x.max(axis=(0, 2, 3)) <= hi + 1e-5).all()
+
+
+def test_calibration_sees_the_eval_pixels():
+    """int8 calibration and `acmix-deploy eval` / training validation preprocess an image identically."""
+    from PIL import Image
+
+    from acmix_deploy.precision.calib import Preprocess, preprocess_image
+    from acmix_deploy.train.data import Preprocessing, eval_transform
+
+    rgb = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb)
+    for interpolation in ("bilinear", "bicubic"):
+        calib = Preprocess(32, 32, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), 0.8, interpolation)
+        pre = Preprocessing(32, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), 0.8, interpolation)
+        assert np.array_equal(preprocess_image(image, calib), eval_transform(image, pre))
