@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from acmix_deploy.errors import AcmixError
+from acmix_deploy.errors import AcmixError, first_line
 from acmix_deploy.fileio import atomic_path
 
 META_KEY = "acmix_deploy"
@@ -107,7 +107,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
             raise AcmixError(f"{path} is not a readable PyTorch checkpoint (truncated or foreign file)") from None
         raise AcmixError(f"{path} cannot be loaded safely (weights_only): {_unpickler_reason(exc)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise AcmixError(f"{path} is not a readable PyTorch checkpoint (truncated or foreign file): {first}") from None
     meta: dict[str, Any] = {}
     if isinstance(obj, dict) and isinstance(obj.get(META_KEY), dict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from acmix_deploy.errors import first_line
 from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, _try_import
 
 
@@ -19,7 +20,7 @@ def _module_row(name: str, module: str, hint: str) -> dict[str, Any]:
     try:
         mod = importlib.import_module(module)
     except Exception as exc:  # any import failure means "not usable here"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         return _row(name, None, reason, hint)
     return _row(name, mod, "", hint)
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from acmix_deploy import workspace as ws
-from acmix_deploy.errors import AcmixError, ParityError
+from acmix_deploy.errors import AcmixError, ParityError, first_line
 from acmix_deploy.fileio import sha256_file, write_bytes_atomic
 
 INPUT_NAME = "images"
@@ -77,7 +77,7 @@ def _load_graph_only(path: str | os.PathLike[str]):
     try:
         return onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError / OSError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise AcmixError(f"{p} is not a readable ONNX model: {first}") from None
 
 
@@ -208,7 +208,7 @@ def to_onnx_proto(
         except AcmixError:
             raise
         except Exception as exc:  # the exporter raises many types; keep the first line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise AcmixError(f"ONNX export failed: {first}") from None
     proto = program.model_proto
     # features exports wrap the network as `net`: drop that scope so paths match the logits export
@@ -276,7 +276,7 @@ def _check(proto) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # onnx.checker.ValidationError, shape inference errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise AcmixError(f"the exported model fails onnx.checker: {first}") from None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from acmix_deploy.errors import AcmixError
+from acmix_deploy.errors import AcmixError, first_line
 
 
 def import_onnxruntime():
@@ -58,7 +58,7 @@ def make_session(
     try:
         return ort.InferenceSession(src, sess_options=opts, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception classes
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise AcmixError(f"ONNX Runtime cannot load the model: {first}") from None
 
 

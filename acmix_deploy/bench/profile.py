@@ -51,8 +51,8 @@ from acmix_deploy.bench.naming import (
     node_module_path,
 )
 from acmix_deploy.bench.sources import ModelSource, Resolver, resolve_target
-from acmix_deploy.bench.trace import GraphIndex, parse_ort_trace, profiling_session
-from acmix_deploy.errors import AcmixError
+from acmix_deploy.bench.trace import GraphIndex, parse_ort_trace
+from acmix_deploy.errors import AcmixError, first_line
 from acmix_deploy.fileio import atomic_path
 from acmix_deploy.runners import BackendUnavailable, RunnerOptions, canonical_backend, make_images
 
@@ -176,11 +176,13 @@ def attribute(times_ms: dict[str, float], ops: dict[str, str], graph: GraphIndex
 def profile_onnxruntime(
     onnx_path: Path, batch: int, input_size: tuple[int, int], warmup: int, iterations: int, threads: int
 ) -> ProfileResult:
-    from acmix_deploy.ort import run
+    from acmix_deploy.ort import make_session, run
 
     with tempfile.TemporaryDirectory(prefix="acmix-profile-") as tmp:
+        # spinning on: nothing else runs beside it. The session saves the graph it runs: generated node
+        # names ("ReorderOutput_token_57") differ between two sessions, so only its own copy traces them.
         optimized = Path(tmp) / "optimized.onnx"
-        sess = profiling_session(onnx_path, threads, str(Path(tmp) / "ort"), optimized)
+        sess = make_session(onnx_path, threads=threads, profile_prefix=str(Path(tmp) / "ort"), save_optimized=optimized)
         x = make_images(batch, input_size)
         for _ in range(warmup + iterations):
             run(sess, x)
@@ -303,8 +305,7 @@ def profile(
             except BackendUnavailable as exc:
                 results.append(ProfileResult(backend, "unavailable", str(exc)))
             except Exception as exc:  # one broken backend is a row, not a crash
-                text = str(exc).strip().splitlines()
-                results.append(ProfileResult(backend, "failed", text[0] if text else type(exc).__name__))
+                results.append(ProfileResult(backend, "failed", first_line(exc)))
     for r in results:
         if r.status == "ok" and not any(n.block for n in r.nodes):
             notes.append(f"{r.backend}: no ACmix block found in the node names (all time counts as rest)")

@@ -28,12 +28,11 @@ from acmix_deploy.bench.memory import MemoryStats, measure_memory
 from acmix_deploy.bench.sources import ModelSource, Resolver, resolve_baseline, resolve_target
 from acmix_deploy.bench.stats import CV_WARN, LatencyStats, median_ratio, paired_ratio, summarize
 from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
-from acmix_deploy.errors import AcmixError
+from acmix_deploy.errors import AcmixError, first_line
 from acmix_deploy.runners import BackendUnavailable, RunnerOptions, canonical_backend, create_runner, cuda_available
 
 SCHEMA_VERSION = "1.0"
 DEFAULT_DURATION_S = 10.0
-SHIFTS = ("group", "fixed", "tensor")  # acmix_deploy.nn.shift.SHIFT_MODES (kept here: no torch import)
 
 
 @dataclass(frozen=True)
@@ -142,11 +141,6 @@ class BenchResult:
         return to_json_dict(self)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _validate(
     batches: Sequence[int],
     warmup_s: float | None,
@@ -154,7 +148,6 @@ def _validate(
     duration_s: float | None,
     iterations: int | None,
     threads: int | None,
-    shift: str | None,
     device: str,
 ) -> None:
     if not batches:
@@ -171,8 +164,6 @@ def _validate(
         raise AcmixError("warm-up must be >= 0")
     if threads is not None and threads < 1:
         raise AcmixError("--threads must be >= 1")
-    if shift is not None and shift not in SHIFTS:
-        raise AcmixError(f"--shift must be one of {', '.join(SHIFTS)}")
     if device not in ("auto", "cpu", "cuda"):
         raise AcmixError("--device must be auto, cpu or cuda")
 
@@ -207,7 +198,7 @@ def _time_cell(
         try:
             x = runner.prepare(batch)
         except Exception as exc:  # a backend that cannot run this model/batch is a row, not a crash
-            failed[role] = _one_line(exc)
+            failed[role] = first_line(exc)
             continue
         items[role] = Timed(
             fn=lambda r=runner, x=x: r(x),
@@ -221,7 +212,7 @@ def _time_cell(
             samples = dict(zip(items, arrays))
         except Exception as exc:
             for role in items:
-                failed[role] = _one_line(exc)
+                failed[role] = first_line(exc)
     return samples, failed
 
 
@@ -244,7 +235,7 @@ def _bench_backend(
         except BackendUnavailable as exc:
             rows += [BenchRow(role, src.label, backend, b, "unavailable", str(exc)) for b in batches]
         except Exception as exc:  # a broken backend is reported, the others still run
-            rows += [BenchRow(role, src.label, backend, b, "failed", _one_line(exc)) for b in batches]
+            rows += [BenchRow(role, src.label, backend, b, "failed", first_line(exc)) for b in batches]
     try:
         for batch in batches if runners else ():
             say(f"{backend}: timing batch {batch}")
@@ -282,7 +273,7 @@ def _measure_memory(
         try:
             row.memory = measure_memory(row.backend, sources[row.role], opts_by_role[row.role], row.batch)
         except Exception as exc:  # memory is extra information: its failure must not lose the timings
-            row.memory_error = _one_line(exc)
+            row.memory_error = first_line(exc)
 
 
 def bench(
@@ -312,7 +303,7 @@ def bench(
     With no model/onnx/engine, the newest engine (else ONNX file) in the workspace is used.
     `resolver` turns model names into ModelSources (default: the model registry).
     """
-    _validate(batches, warmup_s, warmup_iterations, duration_s, iterations, threads, shift, device)
+    _validate(batches, warmup_s, warmup_iterations, duration_s, iterations, threads, device)
     say = progress or (lambda _msg: None)
     source, found = resolve_target(model, onnx, engine, img_size, shift, resolver, workspace)
     notes: list[str] = [found] if found else []

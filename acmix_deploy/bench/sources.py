@@ -17,6 +17,8 @@ from typing import Any
 
 from acmix_deploy.errors import AcmixError
 
+SHIFTS = ("group", "fixed", "tensor")  # acmix_deploy.nn.shift.SHIFT_MODES (kept here: no torch import)
+
 DEFAULT_IMG_SIZE = 224
 
 
@@ -153,6 +155,8 @@ def resolve_target(
     given = [x for x in (model, onnx, engine) if x is not None]
     if len(given) > 1:
         raise AcmixError("give only one of --model, --onnx, --engine")
+    if shift is not None and shift not in SHIFTS:
+        raise AcmixError(f"--shift must be one of {', '.join(SHIFTS)}")
     if shift is not None and model is None:
         raise AcmixError("--shift applies to --model only (an exported file has its shift built in)")
     if model is not None:

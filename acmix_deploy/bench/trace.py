@@ -104,15 +104,6 @@ class GraphIndex:
         return node
 
 
-def profiling_session(onnx_path: Path, threads: int | None, prefix: str, optimized_path: Path) -> Any:
-    """A CPU session that profiles and saves the graph it runs (spinning on: nothing else runs beside
-    it). Generated node names ("ReorderOutput_token_57") differ between two sessions of one model, so
-    only this session's own saved graph can trace them back."""
-    from acmix_deploy.ort import make_session
-
-    return make_session(onnx_path, threads=threads, profile_prefix=prefix, save_optimized=optimized_path)
-
-
 def parse_ort_trace(
     events: list[dict[str, Any]], skip_runs: int = 0
 ) -> tuple[dict[str, float], dict[str, str], float | None]:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from acmix_deploy.errors import AcmixError
+from acmix_deploy.errors import AcmixError, first_line
 from acmix_deploy.imaging import INTERPOLATIONS, normalize, resample_filter, resize_center_crop
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -196,7 +196,7 @@ class ImageFolder(Dataset):
             with Image.open(path) as img:
                 return img.convert("RGB"), ""
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            return None, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return None, first_line(exc)
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, int, int, list[int]]:
         """(transformed image or None, label, index, indices of corrupt files met on the way)."""

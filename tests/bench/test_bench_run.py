@@ -157,7 +157,16 @@ def test_peak_memory_of_a_torch_backend():
 
 
 def test_shift_modes_match_the_model_package():
-    from acmix_deploy.bench.run import SHIFTS
+    from acmix_deploy.bench.sources import SHIFTS
+    from acmix_deploy.nn.shift import SHIFT_MODES
 
-    shift = pytest.importorskip("acmix_deploy.nn.shift")
-    assert set(SHIFTS) == set(shift.SHIFT_MODES)
+    assert set(SHIFTS) == set(SHIFT_MODES)
+
+
+def test_a_bad_shift_is_an_error_for_bench_and_profile_alike():
+    """Checked where the target is resolved, so the Python API fails the same way as the CLI."""
+    from acmix_deploy.bench.profile import profile
+
+    for fn in (bench, profile):
+        with pytest.raises(AcmixError, match="--shift must be one of group, fixed, tensor"):
+            fn(model="tiny_acmix", shift="diagonal")
