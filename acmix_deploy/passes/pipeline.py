@@ -10,6 +10,7 @@ passed, through an atomic rename.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ import onnx_graphsurgeon as gs
 
 from acmix_deploy import parity
 from acmix_deploy import workspace as ws
+from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
 from acmix_deploy.errors import AcmixError, ParityError
 from acmix_deploy.fileio import write_bytes_atomic
 from acmix_deploy.ort import import_onnxruntime, make_session, run
@@ -33,6 +35,8 @@ PARITY_BATCH = 2
 # Half-precision graphs: the passes round folded weights once to fp16, so allow fp16 rounding
 # (acmix_deploy.parity defines only the fp32 tolerance).
 FP16_TOL = 1e-2
+# Fewest timed rounds per model for a median worth reporting; measure_latency raises `runs` to it.
+MIN_LATENCY_RUNS = 10
 
 
 @dataclass
@@ -263,24 +267,19 @@ def measure_latency(
     warmup: int = 3,
     threads: int | None = None,
 ) -> LatencyResult:
-    """Median latencies of two models timed alternately (ABBA order), intra-op spinning off so the
-    idle session does not steal the other's cores (DESIGN.md section 4)."""
+    """Median latencies of two models timed interleaved in one process (acmix_deploy.bench.timing:
+    each round runs both sessions, the order rotated every round, the garbage collector off while
+    timing), intra-op spinning off so the idle session does not steal the other's cores (DESIGN.md
+    section 4). `runs` is raised to MIN_LATENCY_RUNS; `ratio` is the median over rounds of
+    after / before."""
+    runs = max(runs, MIN_LATENCY_RUNS)
     _quiet_ort()
     sessions = [make_session(m, threads=threads, spinning=False) for m in (before, after)]
-    names = [[o.name for o in s.get_outputs()] for s in sessions]
-    for _ in range(warmup):
-        for s, n in zip(sessions, names):
-            s.run(n, feeds)
-    times: list[list[float]] = [[], []]
-    for i in range(runs):
-        for k in ((0, 1) if i % 2 == 0 else (1, 0)):
-            t0 = time.perf_counter()
-            sessions[k].run(names[k], feeds)
-            times[k].append(time.perf_counter() - t0)
-    tb, ta = np.asarray(times[0]), np.asarray(times[1])
+    items = [Timed(functools.partial(s.run, [o.name for o in s.get_outputs()], feeds)) for s in sessions]
+    tb, ta = time_interleaved(items, warmup=Budget(iterations=warmup), measure=Budget(iterations=runs))
     return LatencyResult(
-        before_ms=float(np.median(tb) * 1e3),
-        after_ms=float(np.median(ta) * 1e3),
+        before_ms=float(np.median(tb)),
+        after_ms=float(np.median(ta)),
         ratio=float(np.median(ta / tb)),
         runs=runs,
         warmup=warmup,
@@ -415,7 +414,7 @@ def _optimize(
         input_shapes={k: list(v.shape) for k, v in feeds.items()},
     )
     if latency_runs > 0:
-        report.latency = measure_latency(before_bytes, after_bytes, feeds, runs=max(latency_runs, 10), threads=threads)
+        report.latency = measure_latency(before_bytes, after_bytes, feeds, runs=latency_runs, threads=threads)
     return optimized, after_bytes, report
 
 

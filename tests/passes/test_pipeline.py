@@ -3,6 +3,7 @@ report, metadata, inputs for the gate."""
 
 from __future__ import annotations
 
+import gc
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from onnx import helper
 
 from acmix_deploy.errors import AcmixError, ParityError
-from acmix_deploy.passes import DEFAULT_ORDER, PASSES, PassInfo, resolve_passes
+from acmix_deploy.passes import DEFAULT_ORDER, PASSES, PassInfo, pipeline, resolve_passes
 from acmix_deploy.passes.pipeline import make_inputs, optimize_file, optimize_model
 from tests.passes._helpers import init, make_model, ops, rand, vi
 
@@ -98,11 +99,88 @@ def test_default_pipeline_optimizes_and_reports():
     assert d["conv_before"] == 3 and d["passes"][0]["name"] == DEFAULT_ORDER[0]
 
 
-def test_latency_is_measured_interleaved():
+def test_latency_is_reported():
     _, report = optimize_model(small_model(), latency_runs=10)
     lat = report.latency
     assert lat is not None and lat.runs == 10
     assert lat.before_ms > 0 and lat.after_ms > 0 and 0.05 < lat.ratio < 20
+
+
+def test_latency_is_measured_interleaved(monkeypatch):
+    """Every round runs both sessions, the first one alternating; timed rounds run with the
+    garbage collector off; both sessions spin off with the caller's thread count."""
+    calls: list[tuple[str, bool]] = []  # (model, gc enabled) per session.run
+    made: list[dict] = []
+    real_make_session = pipeline.make_session
+
+    class Recording:
+        def __init__(self, tag, session):
+            self.tag, self.session = tag, session
+
+        def get_outputs(self):
+            return self.session.get_outputs()
+
+        def run(self, names, feeds):
+            calls.append((self.tag, gc.isenabled()))
+            return self.session.run(names, feeds)
+
+    def make_session(model_bytes, **kwargs):
+        made.append(kwargs)
+        return Recording("before" if model_bytes == before else "after", real_make_session(model_bytes, **kwargs))
+
+    model = small_model()
+    before = model.SerializeToString()
+    optimized, _ = optimize_model(model, latency_runs=0)
+    after = optimized.SerializeToString()
+    assert before != after
+    monkeypatch.setattr(pipeline, "make_session", make_session)
+    gc_was_enabled = gc.isenabled()
+    lat = pipeline.measure_latency(before, after, make_inputs(model), runs=12, warmup=3, threads=1)
+
+    assert [k.get("spinning") for k in made] == [False, False]
+    assert [k.get("threads") for k in made] == [1, 1]
+    assert (lat.runs, lat.warmup, lat.threads) == (12, 3, 1)
+    order = [tag for tag, _ in calls]
+    assert len(order) == 2 * (3 + 12)
+    rounds = [order[i : i + 2] for i in range(0, len(order), 2)]
+    assert all(sorted(r) == ["after", "before"] for r in rounds)  # alternate, never A A or B B per round
+    first = [r[0] for r in rounds]  # who goes first rotates every round, warm-up and timed alike
+    assert first[:3] == ["before", "after", "before"] and first[3:] == ["before", "after"] * 6
+    assert not any(enabled for _, enabled in calls[2 * 3 :])  # timed with the GC off
+    assert gc.isenabled() == gc_was_enabled
+    assert lat.before_ms > 0 and lat.after_ms > 0 and lat.ratio > 0
+
+
+def test_latency_medians_and_ratio_come_from_paired_rounds(monkeypatch):
+    """before/after: medians in ms of the samples; ratio: median of the per-round after / before."""
+    seen = {}
+
+    def fake_time_interleaved(items, warmup, measure):
+        seen.update(n=len(items), warmup=warmup.iterations, runs=measure.iterations)
+        before = np.array([1.0, 2.0, 4.0, 100.0] + [2.0] * 6)
+        after = np.array([2.0, 1.0, 1.0, 1.0] + [1.0] * 6)
+        return [before, after]
+
+    monkeypatch.setattr(pipeline, "time_interleaved", fake_time_interleaved)
+    model = small_model()
+    b = model.SerializeToString()
+    lat = pipeline.measure_latency(b, b, make_inputs(model), runs=10, warmup=2)
+    assert seen == {"n": 2, "warmup": 2, "runs": 10}
+    assert lat.before_ms == 2.0 and lat.after_ms == 1.0
+    assert lat.ratio == pytest.approx(0.5)  # per-round ratios: 2, .5, .25, .01, .5 x6
+
+
+@pytest.mark.parametrize("asked", [1, 5, 10])
+def test_latency_runs_are_at_least_the_minimum(monkeypatch, asked):
+    seen = {}
+
+    def fake_time_interleaved(items, warmup, measure):
+        seen["runs"] = measure.iterations
+        return [np.ones(measure.iterations), np.ones(measure.iterations)]
+
+    monkeypatch.setattr(pipeline, "time_interleaved", fake_time_interleaved)
+    _, report = optimize_model(small_model(), latency_runs=asked)
+    assert seen["runs"] == report.latency.runs == max(asked, pipeline.MIN_LATENCY_RUNS) == 10
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["culprit-search", "debug"])
