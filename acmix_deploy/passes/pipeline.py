@@ -25,7 +25,7 @@ import onnx_graphsurgeon as gs
 from acmix_deploy import parity
 from acmix_deploy import workspace as ws
 from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
-from acmix_deploy.errors import AcmixError, ParityError
+from acmix_deploy.errors import AcmixError, ParityError, first_line
 from acmix_deploy.fileio import write_bytes_atomic
 from acmix_deploy.ort import import_onnxruntime, make_session, run
 from acmix_deploy.passes import PASSES, resolve_passes
@@ -125,7 +125,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, int]:
         if files:
             onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
     except Exception as exc:  # noqa: BLE001 - protobuf / onnx raise assorted types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise AcmixError(f"cannot read ONNX file {path}: {first}") from None
     return model, size
 
