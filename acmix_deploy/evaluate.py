@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from acmix_deploy.errors import AcmixError
+from acmix_deploy.errors import AcmixError, first_line
+from acmix_deploy.precision.verify import run_chunked
 from acmix_deploy.train.data import ImageFolder, Preprocessing, eval_transform, split_dir
 
 ON_CORRUPT = ("skip", "stop")
@@ -216,15 +217,7 @@ def open_onnx(path: str, fallback: dict[str, Any] | None = None, threads: int | 
 def _run_fixed_batch(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: int, min_batch: int | None = None) -> np.ndarray:
     """Feed a model with batch limits: chunks of at most `batch`; a chunk smaller than `min_batch`
     (default: `batch`, i.e. a static batch) is padded with copies of its last image."""
-    min_batch = batch if min_batch is None else min_batch
-    outs = []
-    for start in range(0, len(x), batch):
-        chunk = x[start : start + batch]
-        n = len(chunk)
-        if n < min_batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - n, axis=0)])
-        outs.append(np.asarray(fn(chunk), dtype=np.float32)[:n])
-    return np.concatenate(outs)
+    return run_chunked(fn, x, batch, batch if min_batch is None else min_batch)
 
 
 def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
@@ -236,7 +229,7 @@ def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
     try:
         engine = EngineRunner(path)
     except Exception as exc:  # TensorRT and CUDA raise their own exception classes
-        raise Unavailable((str(exc).strip().splitlines() or [type(exc).__name__])[0]) from None
+        raise Unavailable(first_line(exc)) from None
     meta: dict[str, str] = {}
     limits = (1, 1 << 30)
     try:

@@ -197,3 +197,34 @@ def split_indices(total: int, calib_size: int, holdout_size: int, seed: int = 0)
     holdout = min(holdout_size, max(1, total // 4)) if calib_size + holdout_size > total else holdout_size
     calib = min(calib_size, total - holdout)
     return Split(calib=np.sort(order[:calib]), holdout=np.sort(order[total - holdout :]))
+
+
+@dataclass(frozen=True)
+class LoadedSplit:
+    pre: Preprocess  # the model's preprocessing, applied to both sets
+    calib: np.ndarray  # calibration / range-check inputs
+    holdout: np.ndarray  # held-out verification inputs, disjoint from `calib` for real data
+    total: int | None  # images in the source (None for random data)
+
+
+def load_split(
+    model: onnx.ModelProto, source: str | os.PathLike[str], calib_size: int, holdout_size: int, seed: int = 0,
+    random_count: int | None = None,
+) -> LoadedSplit:
+    """Calibration and held-out inputs for `model` from `source` (`split_indices` for real data).
+
+    Random data draws `calib_size` and `holdout_size` noise inputs (seeds `seed`, `seed + 1`), each
+    capped at `random_count` when given.
+    """
+    pre = preprocess_from_onnx(model)
+    total = count_source(source)
+    if total is None:
+        if random_count is not None:
+            calib_size, holdout_size = min(calib_size, random_count), min(holdout_size, random_count)
+        calib_x = load_images(source, pre, count=calib_size, seed=seed)
+        held_x = load_images(source, pre, count=holdout_size, seed=seed + 1)
+    else:
+        split = split_indices(total, calib_size, holdout_size, seed)
+        calib_x = load_images(source, pre, indices=split.calib)
+        held_x = load_images(source, pre, indices=split.holdout)
+    return LoadedSplit(pre, calib_x, held_x, total)

@@ -20,7 +20,6 @@ keep_io_types; `_tidy` restores the fp32 constants and the fp32 outputs.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections import defaultdict
@@ -32,16 +31,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from acmix_deploy import workspace as ws
-from acmix_deploy.errors import AcmixError, ParityError
+from acmix_deploy.errors import AcmixError
 from acmix_deploy.precision import calib, typefix
-from acmix_deploy.precision.modelio import (
-    default_output,
-    ensure_node_names,
-    load_model,
-    model_name,
-    save_model_atomic,
-)
-from acmix_deploy.precision.verify import PrecisionReport, compare_models, summarize
+from acmix_deploy.precision.modelio import load_source, write_verified
+from acmix_deploy.precision.verify import PrecisionReport, compare_models, padded_chunks, static_batch, summarize
 
 FP16_MAX = 65504.0
 FP16_MIN_SUBNORMAL = 2.0**-24
@@ -223,12 +216,8 @@ def activation_absmax(model: onnx.ModelProto, inputs: np.ndarray) -> dict[str, f
     session = make_session(probe.SerializeToString(), optimization="disable")
     absmax: dict[str, float] = {}
     in_name = session.get_inputs()[0].name
-    fixed = session.get_inputs()[0].shape[0]
-    step = fixed if isinstance(fixed, int) and fixed > 0 else 4
-    for start in range(0, len(inputs), step):
-        part = inputs[start : start + step]
-        if len(part) < step and isinstance(fixed, int) and fixed > 0:
-            part = np.concatenate([part, np.repeat(part[-1:], step - len(part), axis=0)])
+    fixed = static_batch(session)
+    for part, _ in padded_chunks(inputs, fixed or 4, fixed):
         for name, value in zip(names, session.run(names, {in_name: np.ascontiguousarray(part)})):
             arr = np.asarray(value)
             if arr.size and arr.dtype.kind == "f":
@@ -449,42 +438,19 @@ def convert_fp16(
     `data` gives the inputs for the range check (`samples`) and the disjoint held-out verification
     set (`holdout`): an image folder, a uint8 NHWC .npy array, or "random".
     """
-    src = load_model(onnx_path)
-    ensure_node_names(src)
-    name = model or model_name(src, onnx_path)
-    pre = calib.preprocess_from_onnx(src)
-    total = calib.count_source(data)
-    if total is None:
-        sample_x = calib.load_images(data, pre, count=samples, seed=seed)
-        held_x = calib.load_images(data, pre, count=holdout, seed=seed + 1)
-    else:
-        split = calib.split_indices(total, samples, holdout, seed)
-        sample_x = calib.load_images(data, pre, indices=split.calib)
-        held_x = calib.load_images(data, pre, indices=split.holdout)
+    src, name = load_source(onnx_path, model)
+    inputs = calib.load_split(src, data, samples, holdout, seed)
 
-    plan = plan_fp16(src, sample_x, margin)
+    plan = plan_fp16(src, inputs.calib, margin)
     fp16_model = to_fp16(src, plan)
-    ref, cand = compare_models(src.SerializeToString(), fp16_model.SerializeToString(), held_x)
+    ref, cand = compare_models(src.SerializeToString(), fp16_model.SerializeToString(), inputs.holdout)
     report = summarize(ref, cand, "fp16 vs fp32", f"cosine >= {min_cosine:g}", lambda r: r.cosine >= min_cosine)
     blocked = sum(1 for n in src.graph.node if n.op_type in set(plan.op_block_list) or n.name in plan.node_block)
     result = Fp16Result(None, name, report, plan, blocked, len(src.graph.node))
-    if not report.passed:
-        raise ParityError(report.line() + "; nothing written")
-    dest = Path(output) if output else default_output(Path(onnx_path), name, ".fp16.onnx", workspace)
-    set_metadata(fp16_model, {"precision": "fp16"})
-    result.path = save_model_atomic(fp16_model, dest)
-    if record:
-        ws.record(ws.ONNX_FP16, name, dest, {"source": str(Path(onnx_path).resolve()), "cosine": report.cosine,
-                                             "top1_agreement": report.top1_agreement}, workspace)
+    result.path = write_verified(
+        fp16_model, report, source=onnx_path, output=output, name=name, suffix=".fp16.onnx",
+        metadata={"precision": "fp16"}, kind=ws.ONNX_FP16,
+        info={"cosine": report.cosine, "top1_agreement": report.top1_agreement},
+        workspace=workspace, record=record,
+    )
     return result
-
-
-def set_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
-    """Add / replace metadata_props entries, JSON-encoded like the ones export writes."""
-    props = {p.key: p for p in model.metadata_props}
-    for key, value in values.items():
-        if key in props:
-            props[key].value = json.dumps(value)
-        else:
-            model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=json.dumps(value)))
-

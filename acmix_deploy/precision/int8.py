@@ -40,11 +40,11 @@ import onnx
 from onnx import TensorProto
 
 from acmix_deploy import workspace as ws
-from acmix_deploy.errors import AcmixError, ParityError
+from acmix_deploy.errors import AcmixError
 from acmix_deploy.precision import calib
 from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Split
-from acmix_deploy.precision.fp16 import _Index, _is_constant, output_producers, plan_fp16, set_metadata, to_fp16
-from acmix_deploy.precision.modelio import default_output, ensure_node_names, load_model, model_name, save_model_atomic
+from acmix_deploy.precision.fp16 import _Index, _is_constant, output_producers, plan_fp16, to_fp16
+from acmix_deploy.precision.modelio import load_source, write_verified
 from acmix_deploy.precision.verify import PrecisionReport, compare_models, summarize
 
 QUANT_OPS = ("Conv", "MatMul", "Gemm")
@@ -337,29 +337,22 @@ def quantize_int8(
         raise AcmixError(f"--rest must be fp16 or fp32, got {rest!r}")
     if calib_size < 1 or holdout < 1:
         raise AcmixError("--calib-size and the held-out count must be at least 1")
-    src = load_model(onnx_path)
-    ensure_node_names(src)
-    name = model or model_name(src, onnx_path)
-    pre = calib.preprocess_from_onnx(src)
-    total = calib.count_source(calib_data)
+    src, name = load_source(onnx_path, model)
+    # Random calibration only shows that the graph quantizes and builds; its ranges and agreement
+    # mean nothing, so more than a few dozen inputs would only cost minutes (256 ResNet-50 inputs at
+    # 224 px took ~8 min): random data is capped at RANDOM_CALIB_MAX inputs per set.
+    inputs = calib.load_split(src, calib_data, calib_size, holdout, seed, random_count=RANDOM_CALIB_MAX)
+    calib_x, total = inputs.calib, inputs.total
     if total is None:
-        # Random calibration only shows that the graph quantizes and builds; its ranges and agreement
-        # mean nothing, so more than a few dozen inputs would only cost minutes (256 ResNet-50 inputs at
-        # 224 px took ~8 min).
-        calib_x = calib.load_images(calib_data, pre, count=min(calib_size, RANDOM_CALIB_MAX), seed=seed)
-        held_x = calib.load_images(calib_data, pre, count=min(holdout, RANDOM_CALIB_MAX), seed=seed + 1)
         source = f"random noise ({len(calib_x)} inputs: at most {RANDOM_CALIB_MAX} for random data)"
     else:
-        parts = calib.split_indices(total, calib_size, holdout, seed)
-        calib_x = calib.load_images(calib_data, pre, indices=parts.calib)
-        held_x = calib.load_images(calib_data, pre, indices=parts.holdout)
-        source = f"{calib_data} ({pre.describe()})"
+        source = f"{calib_data} ({inputs.pre.describe()})"
     plan = plan_int8(src, split)
     q = _quantize(src, plan, calib_x, method, percentile)
     check_trt_qdq(q)
     if rest == "fp16":
         q = to_fp16(_with_fp16_qdq_opset(q), _fp16_rest_plan(q, calib_x[:16]))
-    ref, cand = compare_models(src.SerializeToString(), q.SerializeToString(), held_x)
+    ref, cand = compare_models(src.SerializeToString(), q.SerializeToString(), inputs.holdout)
     meaningful = total is not None
     report = summarize(
         ref,
@@ -370,19 +363,14 @@ def quantize_int8(
         meaningful=meaningful,
     )
     result = Int8Result(None, name, report, plan, method, split, len(calib_x), source, rest)
-    if not report.passed:
-        raise ParityError(report.line() + "; nothing written")
-    dest = Path(output) if output else default_output(Path(onnx_path), name, ".int8.onnx", workspace)
+    # carry over the source's metadata (preprocessing, model card) that the transforms did not keep
     q.metadata_props.extend(p for p in src.metadata_props if p.key not in {m.key for m in q.metadata_props})
-    set_metadata(q, {"precision": "int8", "int8_method": method, "int8_split": split, "int8_rest": rest})
-    result.path = save_model_atomic(q, dest)
-    if record:
-        ws.record(
-            ws.ONNX_INT8,
-            name,
-            dest,
-            {"source": str(Path(onnx_path).resolve()), "method": method, "split": split, "rest": rest,
-             "top1_agreement": report.top1_agreement, "cosine": report.cosine, "calibration": source},
-            workspace,
-        )
+    result.path = write_verified(
+        q, report, source=onnx_path, output=output, name=name, suffix=".int8.onnx",
+        metadata={"precision": "int8", "int8_method": method, "int8_split": split, "int8_rest": rest},
+        kind=ws.ONNX_INT8,
+        info={"method": method, "split": split, "rest": rest, "top1_agreement": report.top1_agreement,
+              "cosine": report.cosine, "calibration": source},
+        workspace=workspace, record=record,
+    )
     return result

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
 from acmix_deploy import workspace as ws
-from acmix_deploy.errors import AcmixError
+from acmix_deploy.errors import AcmixError, ParityError, first_line
 from acmix_deploy.fileio import write_bytes_atomic
+
+if TYPE_CHECKING:
+    from acmix_deploy.precision.verify import PrecisionReport
 
 # ONNX metadata_props keys that may carry the registry model name (export writes one of them)
 _NAME_KEYS = ("model_name", "model", "name")
@@ -24,7 +29,7 @@ def load_model(path: str | os.PathLike[str], load_external_data: bool = True) ->
     try:
         return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # onnx raises DecodeError / OSError / ValueError
-        raise AcmixError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise AcmixError(f"{path} is not a readable ONNX model: {first_line(exc)}") from None
 
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
@@ -38,6 +43,13 @@ def model_name(model: onnx.ModelProto, path: str | os.PathLike[str]) -> str:
         if meta.get(key):
             return meta[key].strip('"')
     return Path(path).name.split(".")[0]
+
+
+def load_source(path: str | os.PathLike[str], name: str | None = None) -> tuple[onnx.ModelProto, str]:
+    """(model with unique node names, registry name) of the fp32 source of a precision transform."""
+    model = load_model(path)
+    ensure_node_names(model)
+    return model, name or model_name(model, path)
 
 
 def ensure_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -57,6 +69,45 @@ def save_model_atomic(model: onnx.ModelProto, dest: str | os.PathLike[str]) -> P
     if model.ByteSize() > _TWO_GIB:
         raise AcmixError("the transformed model exceeds 2 GiB, which single-file ONNX cannot hold")
     return write_bytes_atomic(dest, model.SerializeToString())
+
+
+def set_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
+    """Add / replace metadata_props entries, JSON-encoded like the ones export writes."""
+    props = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        if key in props:
+            props[key].value = json.dumps(value)
+        else:
+            model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=json.dumps(value)))
+
+
+def write_verified(
+    model: onnx.ModelProto,
+    report: PrecisionReport,
+    *,
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    name: str,
+    suffix: str,
+    metadata: dict[str, object],
+    kind: str,
+    info: dict[str, Any],
+    workspace: str | os.PathLike[str] | None = None,
+    record: bool = True,
+) -> Path:
+    """Save a transformed model only if its parity `report` passed (else ParityError, nothing written).
+
+    The file goes to `output`, else `default_output(source, name, suffix)`, with `metadata` set; with
+    `record` it is added to the workspace as `kind` with `info` after the resolved source path.
+    """
+    if not report.passed:
+        raise ParityError(report.line() + "; nothing written")
+    dest = Path(output) if output else default_output(Path(source), name, suffix, workspace)
+    set_metadata(model, metadata)
+    path = save_model_atomic(model, dest)
+    if record:
+        ws.record(kind, name, dest, {"source": str(Path(source).resolve()), **info}, workspace)
+    return path
 
 
 def resolve_input(

@@ -8,7 +8,9 @@ so this check sees weight rounding rather than fp16 accumulation; `fp16.py` cove
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,19 +48,30 @@ def static_batch(session) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
+def padded_chunks(x: np.ndarray, size: int, pad_to: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    """(chunk, n) over `x` in chunks of at most `size` rows, n being the chunk's real row count; a
+    chunk shorter than `pad_to` (a static or minimum batch) is padded with copies of its last row."""
+    for start in range(0, len(x), size):
+        part = x[start : start + size]
+        n = len(part)
+        if pad_to is not None and n < pad_to:
+            part = np.concatenate([part, np.repeat(part[-1:], pad_to - n, axis=0)])
+        yield part, n
+
+
+def run_chunked(
+    fn: Callable[[np.ndarray], Any], x: np.ndarray, size: int, pad_to: int | None = None
+) -> np.ndarray:
+    """`fn` over the `padded_chunks` of `x`; its float32 outputs without the padding rows, concatenated."""
+    return np.concatenate([np.asarray(fn(part), dtype=np.float32)[:n] for part, n in padded_chunks(x, size, pad_to)])
+
+
 def run_batched(session, x: np.ndarray, chunk: int = 16) -> np.ndarray:
     """First output of `session` over `x`, in chunks (a static-batch model gets its own batch size)."""
     fixed = static_batch(session)
-    step = fixed or chunk
-    outs = []
-    for start in range(0, len(x), step):
-        part = x[start : start + step]
-        n = len(part)
-        if fixed and n < fixed:  # pad the last chunk of a static-batch model
-            part = np.concatenate([part, np.repeat(part[-1:], fixed - n, axis=0)])
-        out = next(iter(run(session, np.ascontiguousarray(part)).values()))
-        outs.append(np.asarray(out, dtype=np.float32)[:n])
-    return np.concatenate(outs)
+    return run_chunked(
+        lambda part: next(iter(run(session, np.ascontiguousarray(part)).values())), x, fixed or chunk, fixed
+    )
 
 
 def summarize(

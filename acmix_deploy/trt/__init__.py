@@ -62,4 +62,22 @@ def load_trt(runtime: str = "auto") -> tuple[ModuleType, str, str]:
     raise AcmixError(f"{_MODULES[flavour]} cannot be imported ({reason}): {_INSTALL[flavour]}")
 
 
-__all__ = ["TENSORRT", "TENSORRT_RTX", "RUNTIMES", "load_trt"]
+def make_logger(trt: ModuleType):
+    class _Logger(trt.ILogger):
+        """Keeps errors for the one-line failure message; TensorRT's chatter stays quiet."""
+
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+            self.warnings: list[str] = []
+
+        def log(self, severity, msg) -> None:  # noqa: D401 - TensorRT callback
+            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
+                self.errors.append(str(msg).strip())
+            elif severity == trt.ILogger.Severity.WARNING:
+                self.warnings.append(str(msg).strip())
+
+    return _Logger()
+
+
+__all__ = ["TENSORRT", "TENSORRT_RTX", "RUNTIMES", "load_trt", "make_logger"]

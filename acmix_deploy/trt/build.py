@@ -31,7 +31,7 @@ from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.fileio import atomic_path, sha256_file
 from acmix_deploy.precision.modelio import default_output, load_model, model_name
-from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, load_trt
+from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, load_trt, make_logger
 from acmix_deploy.trt.gpu import gpu_info
 from acmix_deploy.trt.sidecar import Sidecar, TensorInfo, format_capability, parse_capability, sidecar_path
 
@@ -76,24 +76,6 @@ def onnx_precision(model: onnx.ModelProto) -> str:
 
 
 # ----------------------------------------------------------------------- TensorRT glue (lazy)
-
-
-def make_logger(trt: ModuleType):
-    class _Logger(trt.ILogger):
-        """Keeps errors for the one-line failure message; TensorRT's chatter stays quiet."""
-
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-            self.warnings: list[str] = []
-
-        def log(self, severity, msg) -> None:  # noqa: D401 - TensorRT callback
-            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
-                self.errors.append(str(msg).strip())
-            elif severity == trt.ILogger.Severity.WARNING:
-                self.warnings.append(str(msg).strip())
-
-    return _Logger()
 
 
 def _make_monitor(trt: ModuleType, progress):

@@ -10,7 +10,7 @@ from typing import Any
 
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.trt.gpu import torch_cuda_available
-from acmix_deploy.trt.sidecar import Sidecar, check_compatible, read_sidecar
+from acmix_deploy.trt.sidecar import Sidecar, read_sidecar
 
 
 @dataclass
@@ -33,8 +33,7 @@ def _layers(trt, engine) -> list[Any]:
 
 def inspect_engine(engine_path: str | os.PathLike[str], runtime: str = "auto", layers: bool = True) -> EngineReport:
     """The sidecar, plus the engine inspector's layers when a GPU can deserialise the engine."""
-    from acmix_deploy.trt import load_trt
-    from acmix_deploy.trt.runner import check_engine_file
+    from acmix_deploy.trt.runner import check_engine_file, deserialize_engine, resolve_runtime
 
     path = Path(engine_path)
     if not path.exists():
@@ -44,8 +43,7 @@ def inspect_engine(engine_path: str | os.PathLike[str], runtime: str = "auto", l
         return EngineReport(sidecar, None, None)
     data = check_engine_file(path, sidecar)
     try:
-        trt, flavour, version = load_trt(sidecar.trt_flavour if runtime == "auto" else runtime)
-        check_compatible(sidecar, flavour, version, capability=None)
+        trt, _, _, _ = resolve_runtime(sidecar, runtime)
     except AcmixError as exc:
         return EngineReport(sidecar, None, f"per-layer information unavailable: {exc}")
     if not torch_cuda_available():
@@ -56,14 +54,11 @@ def inspect_engine(engine_path: str | os.PathLike[str], runtime: str = "auto", l
         )
     import torch
 
-    from acmix_deploy.trt.build import make_logger
-
-    logger = make_logger(trt)
+    try:
+        _runtime, engine, _ = deserialize_engine(trt, data, 0, "the engine here")
+    except AcmixError as exc:
+        return EngineReport(sidecar, None, str(exc))
     with torch.cuda.device(0):
-        engine = trt.Runtime(logger).deserialize_cuda_engine(data)
-        if engine is None:
-            detail = "; ".join(logger.errors[-2:]) or "no message"
-            return EngineReport(sidecar, None, f"TensorRT could not load the engine here: {detail}")
         return EngineReport(sidecar, _layers(trt, engine), None)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.trt import load_trt
+from acmix_deploy.trt import load_trt, make_logger
 from acmix_deploy.trt.gpu import gpu_info, torch_cuda_available
 from acmix_deploy.trt.sidecar import Sidecar, check_compatible, read_sidecar
 
@@ -66,6 +67,28 @@ def check_engine_file(engine_path: Path, sidecar: Sidecar) -> bytes:
     return data
 
 
+def resolve_runtime(sidecar: Sidecar, runtime: str = "auto") -> tuple[ModuleType, str, str, list[str]]:
+    """(TensorRT module, flavour, version, warnings) to load the sidecar's engine with, after the
+    GPU-free compatibility check; "auto" means the flavour that built the engine."""
+    trt, flavour, version = load_trt(sidecar.trt_flavour if runtime == "auto" else runtime)
+    return trt, flavour, version, check_compatible(sidecar, flavour, version, capability=None)
+
+
+def deserialize_engine(trt: ModuleType, data: bytes, device: Any, what: str) -> tuple[Any, Any, Any]:
+    """(runtime, engine, logger) for engine bytes on CUDA `device`; a one-line AcmixError naming
+    `what` with TensorRT's last errors when it cannot load them. Keep the runtime alive with the engine."""
+    import torch
+
+    logger = make_logger(trt)
+    with torch.cuda.device(device):
+        runtime = trt.Runtime(logger)
+        engine = runtime.deserialize_cuda_engine(data)
+    if engine is None:
+        detail = "; ".join(logger.errors[-2:]) or "no message"
+        raise AcmixError(f"TensorRT could not load {what}: {detail}")
+    return runtime, engine, logger
+
+
 class EngineRunner:
     """Load an engine and run it on torch tensors; checks happen in __init__, GPU-free ones first."""
 
@@ -73,9 +96,7 @@ class EngineRunner:
         self.path = Path(engine_path)
         self.sidecar = read_sidecar(self.path)
         data = check_engine_file(self.path, self.sidecar)
-        # "auto" means: the flavour that built this engine
-        trt, flavour, version = load_trt(self.sidecar.trt_flavour if runtime == "auto" else runtime)
-        self.warnings = check_compatible(self.sidecar, flavour, version, capability=None)
+        trt, flavour, version, self.warnings = resolve_runtime(self.sidecar, runtime)
         if not torch_cuda_available():
             raise AcmixError("running a TensorRT engine needs a CUDA GPU and a CUDA build of torch; none found here")
         gpu = gpu_info(device)
@@ -86,18 +107,11 @@ class EngineRunner:
 
         import torch
 
-        from acmix_deploy.trt.build import make_logger
-
         self._torch = torch
         self.device = torch.device("cuda", device)
         self._trt = trt
-        self._logger = make_logger(trt)
+        self._runtime, self.engine, self._logger = deserialize_engine(trt, data, self.device, self.path.name)
         with torch.cuda.device(self.device):
-            self._runtime = trt.Runtime(self._logger)
-            self.engine = self._runtime.deserialize_cuda_engine(data)
-            if self.engine is None:
-                detail = "; ".join(self._logger.errors[-2:]) or "no message"
-                raise AcmixError(f"TensorRT could not load {self.path.name}: {detail}")
             self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
