@@ -20,42 +20,8 @@ from torch import nn
 DIGITS_SIZE = 8  # model input: the 8x8 digits as they are (crop ratio 1)
 
 
-class TinyACmix(nn.Module):
-    def __init__(self, channels: int = 16, heads: int = 2, num_classes: int = 10, size: int = 8):
-        super().__init__()
-        self.heads, self.head_dim = heads, channels // heads
-        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
-        self.conv1 = nn.Conv2d(channels, channels, 1)
-        self.conv2 = nn.Conv2d(channels, channels, 1)
-        self.conv3 = nn.Conv2d(channels, channels, 1)
-        self.fc = nn.Conv2d(3 * heads, 9, 1, bias=False)
-        self.dep_conv = nn.Conv2d(9 * self.head_dim, channels, 3, padding=1, groups=self.head_dim, bias=False)
-        self.rate1 = nn.Parameter(torch.tensor(0.5))
-        self.rate2 = nn.Parameter(torch.tensor(0.5))
-        self.norm = nn.LayerNorm(channels)
-        self.head = nn.Linear(channels * size * size, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        b, c, h, w = x.shape
-        q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
-        # attention path: global attention per head over the h*w positions
-        qh = q.reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3)
-        kh = k.reshape(b, self.heads, self.head_dim, h * w)
-        vh = v.reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3)
-        att = torch.softmax(qh @ kh * self.head_dim**-0.5, dim=-1) @ vh
-        att = att.transpose(2, 3).reshape(b, c, h, w)
-        # convolution path: fc over the 3*heads stacked pieces, then the grouped 3x3 conv
-        stacked = torch.cat([t.reshape(b, self.heads, self.head_dim, h * w) for t in (q, k, v)], dim=1)
-        mixed = self.fc(stacked).reshape(b, 9 * self.head_dim, h, w)
-        conv = self.dep_conv(mixed)
-        y = x + self.rate1 * att + self.rate2 * conv
-        y = self.norm(y.permute(0, 2, 3, 1))
-        return self.head(y.flatten(1))
-
-
-class _Bottleneck(nn.Module):
-    """x + BN(rate1 * attention + rate2 * conv path), then ReLU: an ACmix block with a residual."""
+class _ACmixMix(nn.Module):
+    """rate1 * attention + rate2 * conv path from the three 1x1 projections of x (stage I)."""
 
     def __init__(self, channels: int, heads: int = 2):
         super().__init__()
@@ -67,18 +33,45 @@ class _Bottleneck(nn.Module):
         self.dep_conv = nn.Conv2d(9 * self.head_dim, channels, 3, padding=1, groups=self.head_dim, bias=False)
         self.rate1 = nn.Parameter(torch.tensor(0.5))
         self.rate2 = nn.Parameter(torch.tensor(0.5))
-        self.bn = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
+        # attention path: global attention per head over the h*w positions
         qh = q.reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3)
         kh = k.reshape(b, self.heads, self.head_dim, h * w)
         vh = v.reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3)
         att = (torch.softmax(qh @ kh * self.head_dim**-0.5, -1) @ vh).transpose(2, 3).reshape(b, c, h, w)
+        # convolution path: fc over the 3*heads stacked pieces, then the grouped 3x3 conv
         stacked = torch.cat([t.reshape(b, self.heads, self.head_dim, h * w) for t in (q, k, v)], dim=1)
         conv = self.dep_conv(self.fc(stacked).reshape(b, 9 * self.head_dim, h, w))
-        return torch.relu(x + self.bn(self.rate1 * att + self.rate2 * conv))
+        return self.rate1 * att + self.rate2 * conv
+
+
+class TinyACmix(nn.Module):
+    def __init__(self, channels: int = 16, heads: int = 2, num_classes: int = 10, size: int = 8):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+        self.mix = _ACmixMix(channels, heads)
+        self.norm = nn.LayerNorm(channels)
+        self.head = nn.Linear(channels * size * size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.norm((x + self.mix(x)).permute(0, 2, 3, 1))
+        return self.head(y.flatten(1))
+
+
+class _Bottleneck(nn.Module):
+    """x + BN(rate1 * attention + rate2 * conv path), then ReLU: an ACmix block with a residual."""
+
+    def __init__(self, channels: int, heads: int = 2):
+        super().__init__()
+        self.mix = _ACmixMix(channels, heads)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.bn(self.mix(x)))
 
 
 class TinyACmixNet(nn.Module):
