@@ -234,7 +234,7 @@ def check_parity(
         try:
             onnx.checker.check_model(model)
         except Exception as exc:  # noqa: BLE001 - the checker raises several types
-            raise ParityError(f"the ONNX checker rejects the model: {str(exc).strip().splitlines()[0]}") from None
+            raise ParityError(f"the ONNX checker rejects the model: {first_line(exc)}") from None
     try:
         outputs = run_model(model.SerializeToString() if model_bytes is None else model_bytes, feeds)
     except AcmixError as exc:

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from acmix_deploy.errors import AcmixError
+from acmix_deploy.errors import AcmixError, first_line
 
 FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16)
 _FP16_MAX = 65504.0
@@ -151,7 +151,7 @@ def validate(model: onnx.ModelProto, what: str) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise AcmixError(f"{what} produced an invalid graph: {str(exc).strip().splitlines()[0]}") from None
+        raise AcmixError(f"{what} produced an invalid graph: {first_line(exc)}") from None
     try:
         make_session(model.SerializeToString(), optimization="disable")
     except AcmixError as exc:
