@@ -1,4 +1,5 @@
-"""Benchmarks and profiles: `bench()` (timing, statistics, memory, reports) and `profile()`.
+"""Benchmarks and profiles: `bench()` (timing, statistics, memory, reports) here, `profile()` in
+acmix_deploy.bench.profile (a package attribute named `profile` would be shadowed by that submodule).
 
 Names are resolved lazily so that importing a submodule (e.g. sources from runners) stays cheap.
 """
@@ -12,7 +13,6 @@ _EXPORTS = {
     "BenchResult": "acmix_deploy.bench.run",
     "BenchRow": "acmix_deploy.bench.run",
     "BenchConfig": "acmix_deploy.bench.run",
-    "profile": "acmix_deploy.bench.profile",
     "ProfileResult": "acmix_deploy.bench.profile",
     "LatencyStats": "acmix_deploy.bench.stats",
     "summarize": "acmix_deploy.bench.stats",

@@ -170,3 +170,18 @@ def test_a_bad_shift_is_an_error_for_bench_and_profile_alike():
     for fn in (bench, profile):
         with pytest.raises(AcmixError, match="--shift must be one of group, fixed, tensor"):
             fn(model="tiny_acmix", shift="diagonal")
+
+
+def test_every_lazy_package_name_is_the_object_not_a_submodule():
+    """`from acmix_deploy.bench import X` gives the function or class, also after every submodule
+    was imported (a submodule of the same name would shadow a lazy export)."""
+    import importlib
+    import pkgutil
+    from types import ModuleType
+
+    import acmix_deploy.bench as bench_pkg
+
+    for info in pkgutil.iter_modules(bench_pkg.__path__):
+        importlib.import_module(f"acmix_deploy.bench.{info.name}")
+    for name in bench_pkg.__all__:
+        assert not isinstance(getattr(bench_pkg, name), ModuleType), name
