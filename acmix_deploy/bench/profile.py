@@ -50,7 +50,7 @@ from acmix_deploy.bench.naming import (
     find_blocks,
     node_module_path,
 )
-from acmix_deploy.bench.sources import ModelSource, Resolver, resolve_target
+from acmix_deploy.bench.sources import DEFAULT_IMG_SIZE, ModelSource, Resolver, resolve_target
 from acmix_deploy.bench.trace import GraphIndex, parse_ort_trace
 from acmix_deploy.errors import AcmixError, first_line
 from acmix_deploy.fileio import atomic_path
@@ -284,7 +284,7 @@ def profile(
     else:
         wanted = ["tensorrt"] if source.engine_path is not None else list(PROFILE_BACKENDS)
     n_threads = threads or usable_cpus()
-    size = source.input_size or (224, 224)
+    size = source.input_size or (DEFAULT_IMG_SIZE,) * 2
     results: list[ProfileResult] = []
     with tempfile.TemporaryDirectory(prefix="acmix-profile-") as tmp:
         for backend in wanted:

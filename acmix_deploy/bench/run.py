@@ -25,7 +25,7 @@ import numpy as np
 
 from acmix_deploy.bench.machine import machine_info, usable_cpus
 from acmix_deploy.bench.memory import MemoryStats, measure_memory
-from acmix_deploy.bench.sources import ModelSource, Resolver, resolve_baseline, resolve_target
+from acmix_deploy.bench.sources import DEFAULT_IMG_SIZE, ModelSource, Resolver, resolve_baseline, resolve_target
 from acmix_deploy.bench.stats import CV_WARN, LatencyStats, median_ratio, paired_ratio, summarize
 from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
 from acmix_deploy.errors import AcmixError, first_line
@@ -362,7 +362,9 @@ def bench(
             include_transfers=include_transfers,
             workdir=tmp,
         )
-        opts_by_role = {role: replace(base_opts, input_size=src.input_size or (224, 224)) for role, src in sources.items()}
+        opts_by_role = {
+            role: replace(base_opts, input_size=src.input_size or (DEFAULT_IMG_SIZE,) * 2) for role, src in sources.items()
+        }
         for backend in backend_list:
             rows += _bench_backend(backend, sources, opts_by_role, config.batches, warm, meas, say)
         if memory:

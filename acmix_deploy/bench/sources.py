@@ -136,7 +136,23 @@ def from_file(path: str | os.PathLike[str], img_size: int | None = None, kind: s
         if size is not None:
             check_input_size(p, *size)  # one line when --img-size differs from the size fixed at export
         return ModelSource(label=p.stem, onnx_path=p, input_size=size or input_size(p) or (DEFAULT_IMG_SIZE,) * 2)
-    return ModelSource(label=p.stem, engine_path=p, input_size=size)
+    built = _engine_input_size(p)
+    if size is not None and built is not None and size != built:
+        raise AcmixError(f"{p.name} takes {built[0]}x{built[1]} images (fixed when the engine was built), "
+                         f"not {size[0]}x{size[1]}")
+    return ModelSource(label=p.stem, engine_path=p, input_size=size or built or (DEFAULT_IMG_SIZE,) * 2)
+
+
+def _engine_input_size(path: Path) -> tuple[int, int] | None:
+    """H, W of the engine's image input from its sidecar; None where the sidecar or a fixed size is
+    missing (the engine runner then reports the sidecar problem as the row's reason)."""
+    from acmix_deploy.trt.sidecar import read_sidecar
+
+    try:
+        shape = read_sidecar(path).inputs[0].shape
+    except (AcmixError, IndexError):
+        return None
+    return (shape[-2], shape[-1]) if len(shape) == 4 and min(shape[-2:]) > 0 else None
 
 
 def resolve_target(
