@@ -68,17 +68,19 @@ class ExportResult:
 # --------------------------------------------------------------------------------------------------
 # input size checks (shared with every command that feeds an exported file)
 # --------------------------------------------------------------------------------------------------
-def _load_graph_only(path: str | os.PathLike[str]):
+def _image_input(onnx_model: Any):
+    """The image input (named INPUT_NAME, else the first graph input that is not an initializer) of a
+    path or an onnx.ModelProto; external weights are not read."""
     import onnx
 
-    p = Path(path)
-    if not p.is_file():
-        raise AcmixError(f"{p} does not exist")
-    try:
-        return onnx.load(str(p), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError / OSError
-        first = first_line(exc)
-        raise AcmixError(f"{p} is not a readable ONNX model: {first}") from None
+    from acmix_deploy.precision.modelio import load_model
+
+    model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else load_model(onnx_model, load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if not inputs:
+        raise AcmixError("the ONNX model has no graph input")
+    return next((i for i in inputs if i.name == INPUT_NAME), inputs[0])
 
 
 def check_input_size(onnx_model: Any, height: int, width: int) -> None:
@@ -87,14 +89,7 @@ def check_input_size(onnx_model: Any, height: int, width: int) -> None:
     `onnx_model`: a path or an onnx.ModelProto. H and W are fixed at export (positions, halos and
     masks are constants of the resolution); symbolic spatial dims accept any size.
     """
-    import onnx
-
-    model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else _load_graph_only(onnx_model)
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if not inputs:
-        raise AcmixError("the ONNX model has no graph input")
-    inp = next((i for i in inputs if i.name == INPUT_NAME), inputs[0])
+    inp = _image_input(onnx_model)
     dims = inp.type.tensor_type.shape.dim
     if len(dims) != 4:
         raise AcmixError(f"ONNX input {inp.name!r} has {len(dims)} dims; expected (N, 3, H, W)")
@@ -109,14 +104,7 @@ def check_input_size(onnx_model: Any, height: int, width: int) -> None:
 
 def input_size(onnx_model: Any) -> tuple[int, int] | None:
     """(H, W) of a model's image input when fixed, else None."""
-    import onnx
-
-    model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else _load_graph_only(onnx_model)
-    initializers = {i.name for i in model.graph.initializer}
-    inp = next((i for i in model.graph.input if i.name not in initializers), None)
-    if inp is None or not model.graph.node:
-        raise AcmixError("the ONNX model has no graph input" if inp is None else "the ONNX model has no nodes")
-    dims = inp.type.tensor_type.shape.dim
+    dims = _image_input(onnx_model).type.tensor_type.shape.dim
     if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:]):
         return int(dims[2].dim_value), int(dims[3].dim_value)
     return None
@@ -305,14 +293,12 @@ def reference_outputs(model, images: np.ndarray, features: bool) -> dict[str, np
 def onnx_outputs(model_bytes: bytes, images: np.ndarray, batch: int | None, threads: int | None = None) -> dict[str, np.ndarray]:
     """Run the ONNX model over `images` in chunks of its fixed batch (all at once when dynamic)."""
     from acmix_deploy.ort import make_session, run
+    from acmix_deploy.precision.verify import padded_chunks
 
     session = make_session(model_bytes, threads=threads)
     step = batch or len(images)
     chunks: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(images), step):
-        part = images[start : start + step]
-        if len(part) < step:  # pad the last chunk of a fixed-batch model
-            part = np.concatenate([part, np.repeat(part[-1:], step - len(part), axis=0)])
+    for part, _ in padded_chunks(images, step, step):  # the last chunk of a fixed-batch model is padded
         for name, value in run(session, {INPUT_NAME: part}).items():
             chunks.setdefault(name, []).append(value)
     return {k: np.concatenate(v)[: len(images)] for k, v in chunks.items()}
