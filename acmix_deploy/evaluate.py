@@ -12,7 +12,6 @@ numbers and lists it; `"stop"` raises one line naming the file.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from acmix_deploy.errors import AcmixError, first_line
+from acmix_deploy.imaging import json_value
 from acmix_deploy.precision.verify import run_chunked
 from acmix_deploy.train.data import ImageFolder, Preprocessing, eval_transform, split_dir
 
@@ -117,13 +117,6 @@ class EvalReport:
 
 
 # -- preprocessing from metadata ------------------------------------------------------------------
-def _json_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
 def preprocessing_from_metadata(
     meta: dict[str, str], fallback: dict[str, Any] | None, static_size: int | None, what: str
 ) -> tuple[Preprocessing, str]:
@@ -134,7 +127,7 @@ def preprocessing_from_metadata(
     sources: set[str] = set()
     for key in PRE_KEYS:
         if key in meta:
-            values[key], _ = _json_value(meta[key]), sources.add("metadata")
+            values[key], _ = json_value(meta[key]), sources.add("metadata")
         elif key in fallback:
             values[key], _ = fallback[key], sources.add("options")
     if "input_size" not in values and static_size:
@@ -201,7 +194,7 @@ def open_onnx(path: str, fallback: dict[str, Any] | None = None, threads: int | 
     out = next((o for o in outputs if o.name == "logits"), outputs[0])
     dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
     batch = _static(inp.shape[0])
-    classes = _json_value(meta["classes"]) if "classes" in meta else None
+    classes = json_value(meta["classes"]) if "classes" in meta else None
 
     def run(x: np.ndarray) -> np.ndarray:
         x = x.astype(dtype, copy=False)

@@ -1,9 +1,11 @@
 """The eval image pipeline shared by training/eval (train.data) and int8 calibration (precision.calib),
-so both feed a model the same pixels: PIL and numpy only (no torch)."""
+so both feed a model the same pixels and read the same files: PIL and numpy only (no torch)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +13,26 @@ import numpy as np
 from acmix_deploy.errors import AcmixError
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files (by suffix) under `folder`, sorted; hidden files and folders (macOS ._name
+    AppleDouble files, .thumbs) are skipped. Training, eval and int8 calibration all read these."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def json_value(raw: str) -> Any:
+    """An ONNX metadata_props value: JSON where it parses (export writes JSON), else the raw string."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 def resample_filter(name: str) -> Any:

@@ -8,7 +8,6 @@ resize the shorter side to size / crop_ratio, center crop, /255, (x - mean) / st
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +16,12 @@ import numpy as np
 import onnx
 
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.imaging import normalize, resize_center_crop
+from acmix_deploy.imaging import json_value, list_images, normalize, resize_center_crop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_CROP_RATIO = 0.875
 RANDOM = "random"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 @dataclass(frozen=True)
@@ -46,12 +44,7 @@ class Preprocess:
 
 
 def _json(meta: dict[str, str], key: str):
-    if key not in meta:
-        return None
-    try:
-        return json.loads(meta[key])
-    except ValueError:
-        return meta[key]
+    return json_value(meta[key]) if key in meta else None
 
 
 def input_info(model: onnx.ModelProto) -> tuple[str, list[int | str]]:
@@ -116,7 +109,7 @@ def preprocess_uint8(batch: np.ndarray, pre: Preprocess) -> np.ndarray:
 
 
 def _image_files(root: Path) -> list[Path]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(root)
     if not files:
         raise AcmixError(f"{root} holds no images (expected class subfolders of .jpg/.png files)")
     return files

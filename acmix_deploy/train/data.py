@@ -29,10 +29,14 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from acmix_deploy.errors import AcmixError, first_line
-from acmix_deploy.imaging import INTERPOLATIONS, normalize, resample_filter, resize_center_crop
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
+from acmix_deploy.imaging import (
+    IMAGE_SUFFIXES,
+    INTERPOLATIONS,
+    list_images,
+    normalize,
+    resample_filter,
+    resize_center_crop,
+)
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -125,10 +129,6 @@ class TrainTransform:
 
 
 # -- folders ----------------------------------------------------------------------------------------
-def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
 def find_classes(root: Path) -> list[str]:
     """Class names = the sorted names of the subfolders of `root` (the order every output follows)."""
     if not root.is_dir():
@@ -172,7 +172,7 @@ class ImageFolder(Dataset):
         self.classes = found
         self.samples: list[tuple[Path, int]] = []
         for label, name in enumerate(found):
-            files = sorted(p for p in (self.root / name).rglob("*") if _is_image(p))
+            files = list_images(self.root / name)
             self.samples += [(p, label) for p in files]
         if not self.samples:
             raise AcmixError(f"{self.root} holds no images ({', '.join(IMAGE_SUFFIXES)})")

@@ -50,6 +50,16 @@ def test_image_folder_resize_crop_normalise(tmp_path):
     assert np.ptp(x[0], axis=(1, 2)).max() < 1e-6
 
 
+def test_calibration_reads_the_files_training_and_eval_read(tmp_path):
+    """Hidden files (macOS ._a.png) and hidden folders are skipped, as ImageFolder skips them."""
+    from acmix_deploy.train.data import ImageFolder
+
+    for rel in ("cat/a.png", "cat/._a.png", "dog/b.png", ".cache/c.png", "dog/.thumbs/d.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / rel, format="PNG")
+    assert calib.count_source(tmp_path) == len(ImageFolder(tmp_path)) == 2
+
+
 def test_npy_source_and_errors(tmp_path):
     pre = calib.Preprocess(8, 8, (0.0,) * 3, (1.0,) * 3, 1.0)
     arr = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
