@@ -36,6 +36,7 @@ from acmix_deploy.train.data import (
     ShardSampler,
     TrainTransform,
     collate,
+    find_classes,
     split_dir,
 )
 from acmix_deploy.train.report import plot_curves, write_metrics_csv
@@ -196,7 +197,7 @@ def _train(
 
     # data: class order = sorted train folder names; val must have the same folders
     train_root, val_root = split_dir(config.data, "train"), split_dir(config.data, "val")
-    classes = ImageFolder(train_root).classes
+    classes = find_classes(train_root)  # the folder names only; train_ds lists the images below
     given_classes = config.overrides.get("num_classes")
     if given_classes is not None and given_classes != len(classes):
         raise AcmixError(f"--num-classes {given_classes} but {train_root} has {len(classes)} class folders")
