@@ -11,6 +11,8 @@ from rich.console import Console
 
 from acmix_deploy.checkpoint import read_checkpoint
 from acmix_deploy.errors import AcmixError
+from acmix_deploy.train import loop
+from acmix_deploy.train.data import collate
 from acmix_deploy.train.loop import prepare, train
 from acmix_deploy.train.report import COLUMNS, read_metrics_csv
 
@@ -88,11 +90,18 @@ def test_resume_continues_exactly(small_digits, tmp_path):
     assert len(read_metrics_csv(tmp_path / "part" / "metrics.csv")) == 3
 
 
-def test_corrupt_train_image_is_replaced_and_amp_ignored_on_cpu(small_digits, tmp_path):
+def test_corrupt_train_image_is_replaced_and_amp_ignored_on_cpu(small_digits, tmp_path, monkeypatch):
     data = tmp_path / "data"
     shutil.copytree(small_digits, data)
     bad = data / "train" / "4" / "zz_broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    dropped = []  # items collate receives without an image: none when the broken file is substituted
+
+    def counting_collate(items):
+        dropped.append(sum(it[0] is None for it in items))
+        return collate(items)
+
+    monkeypatch.setattr(loop, "collate", counting_collate)
     console, buf = _console()
     cfg, _ = prepare(tiny_options(data, tmp_path / "run", epochs=1, amp=True, threads=1))
     result = train(cfg, console=console, show_progress=False)
@@ -102,6 +111,7 @@ def test_corrupt_train_image_is_replaced_and_amp_ignored_on_cpu(small_digits, tm
     assert result.corrupt_train == [str(bad)]
     assert "1 corrupt training image(s)" in text and "zz_broken.png" in text
     assert result.train_images == 81 and len(result.step_losses) == 81 // 16
+    assert dropped and sum(dropped) == 0
 
 
 def test_class_folders_must_match(small_digits, tmp_path):
