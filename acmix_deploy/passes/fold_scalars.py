@@ -14,7 +14,7 @@ linear in their weights, the multiplier can live in the weights instead:
           all of these commute with a scalar factor.
 - before: Conv(Mul(x, s), W) -> Conv(x, W*s) for a 1-element s whose Mul result is read only by
           such linear ops as their data input (zero padding commutes with scaling).
-Div by a constant is the Mul by its reciprocal. The 0.5 of an erf-GELU stays (see passes/gelu.py). A fold needs the linear op's output (or the Mul's
+Div by a constant is the Mul by its reciprocal. A fold needs the linear op's output (or the Mul's
 result) to have no other reader, and a constant whose rank does not exceed the rank of the
 tensor it multiplies, so the broadcast result keeps its shape. Weights are never changed in
 place: exporters share identical initializers between unrelated nodes.
@@ -37,7 +37,6 @@ from acmix_deploy.passes._graph import (
     sole_consumer,
     with_inferred_shapes,
 )
-from acmix_deploy.passes.gelu import is_gelu_scale
 
 LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 LINEAR_OPS = frozenset({"Conv", "MatMul", "Gemm"})
@@ -255,7 +254,7 @@ def fold_scalars(graph: gs.Graph) -> gs.Graph:
     changed = True
     while changed:
         changed = False
-        for mul in [n for n in graph.nodes if n.op in ("Mul", "Div") and n.outputs and not is_gelu_scale(n)]:
+        for mul in [n for n in graph.nodes if n.op in ("Mul", "Div") and n.outputs]:
             got = _factor(mul)
             if got is not None and (_fold_after(mul, *got, pinned, namer) or _fold_before(mul, *got, pinned, namer)):
                 changed = True

@@ -2,13 +2,16 @@
 
 torch.export writes GELU as x * (0.5 * (1 + erf(x / sqrt(2)))). ONNX Runtime's GeluFusion
 recognises (x * (1 + erf(x / sqrt(2)))) * 0.5 and (x * 0.5) * (1 + erf(...)), but not this order,
-so every Swin MLP ran five elementwise kernels (Div, Erf, Add, Mul, Mul) instead of one Gelu:
-Swin-T 63.3 -> 60.8 ms, Swin-ACmix-T 73.9 -> 69.4 ms, ONNX Runtime CPU, 2 threads, batch 1,
-224 px, interleaved runs. TensorRT matches GELU patterns itself and is indifferent to the order.
+so every Swin MLP ran five elementwise kernels (Div, Erf, Add, Mul, Mul) instead of one Gelu.
+With the pass, ONNX Runtime CPU (2 threads, batch 1, 224 px; the default exports with and without
+this pass, four files interleaved, 80 rounds): Swin-T 62.1 -> 59.5 ms, Swin-ACmix-T 70.6 -> 67.8 ms.
+TensorRT matches GELU patterns itself and is indifferent to the order.
 
-The rewrite moves the factor 0.5 to the end: Mul(x, Mul(0.5, t)) -> Mul(Mul(x, t), 0.5). Scaling
-by a power of two is exact in binary floating point (barring overflow and underflow), so before
-the fusion the rewritten graph computes the same bits. The inner Mul must have no other reader.
+The rewrite moves the factor 0.5 onto x: Mul(x, Mul(0.5, t)) -> Mul(Mul(x, 0.5), t). Scaling by a
+power of two is exact in binary floating point (barring overflow and underflow), so before the
+fusion the rewritten graph computes the same bits. The inner Mul must have no other reader. In this
+order the 0.5 is read by a Mul and x has two readers, so fold_scalars never folds the 0.5 into a
+neighbouring linear layer (which would save one Mul and cost the whole fusion).
 """
 
 from __future__ import annotations
@@ -59,22 +62,8 @@ def _erf_branch_input(t: gs.Tensor) -> gs.Tensor | None:
     return x if math.isclose(c, SQRT2, rel_tol=1e-6) else None
 
 
-def is_gelu_scale(node: gs.Node) -> bool:
-    """Whether `node` is the final Mul by 0.5 of an erf-GELU in the fusable order
-    (x * (1 + erf(x / sqrt2))) * 0.5. fold_scalars keeps it: folding the 0.5 into the next linear
-    op would save one Mul and cost the whole Gelu fusion. (The exporter's 0.5 * (1 + erf(...))
-    needs no check: its reader is a Mul, not a linear op, so fold_scalars never folds it.)"""
-    if node.op != "Mul" or (parts := _split_const(node)) is None or parts[1] != 0.5:
-        return False
-    mul = producer(parts[0])
-    if mul is None or mul.op != "Mul" or not is_onnx_op(mul) or len(mul.inputs) != 2:
-        return False
-    a, b = mul.inputs
-    return _erf_branch_input(b) is a or _erf_branch_input(a) is b
-
-
 def gelu_fusable(graph: gs.Graph) -> gs.Graph:
-    """A copy of `graph` with every x * (0.5 * (1 + erf(x / sqrt2))) as (x * (1 + erf(x / sqrt2))) * 0.5."""
+    """A copy of `graph` with every x * (0.5 * (1 + erf(x / sqrt2))) as (x * 0.5) * (1 + erf(x / sqrt2))."""
     graph = graph.copy()
     pinned = pinned_names(graph)
     for outer in list(graph.nodes):
@@ -88,7 +77,7 @@ def gelu_fusable(graph: gs.Graph) -> gs.Graph:
             if parts is None or parts[1] != 0.5 or _erf_branch_input(parts[0]) is not x:
                 continue
             erf_sum, half = parts[0], next(t for t in inner.inputs if t is not parts[0])
-            inner.inputs = [x, erf_sum]  # x * (1 + erf(x / sqrt2))
-            outer.inputs = [half_t, half]  # ... * 0.5
+            inner.inputs = [x, half]  # x * 0.5
+            outer.inputs = [half_t, erf_sum]  # ... * (1 + erf(x / sqrt2))
             break
     return graph

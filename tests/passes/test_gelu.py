@@ -71,7 +71,7 @@ def test_near_misses_are_untouched(kwargs):
 
 
 def test_pipeline_keeps_the_gelu_whole_before_a_linear_layer(tmp_path):
-    """fold_scalars would move the GELU's 0.5 into the next MatMul; the default pipeline must leave a
+    """fold_scalars must not move the GELU's 0.5 into the next MatMul; the default pipeline must leave a
     graph that ONNX Runtime still fuses (also when optimized twice)."""
     from acmix_deploy.passes.pipeline import optimize_model
 
