@@ -191,6 +191,17 @@ def test_reexport_is_byte_identical(small_export, tmp_path):
     assert again.path.read_bytes() == first.path.read_bytes()
 
 
+@pytest.mark.parametrize("name", ["resnet_acmix26", "swin_acmix_t"])
+def test_graph_passes_are_deterministic_on_real_exports(small_export, name):
+    """The default export also runs the graph passes: the same input must give the same bytes."""
+    from acmix_deploy.passes.pipeline import optimize_model
+
+    model = onnx.load(str(small_export(name).path))
+    first, _ = optimize_model(model, latency_runs=0)
+    again, _ = optimize_model(model, latency_runs=0)
+    assert first.SerializeToString() == again.SerializeToString()
+
+
 def test_failed_verification_leaves_no_file(small_export, tmp_path, monkeypatch):
     """A graph that computes something else (one weight changed) fails parity; nothing is written."""
     import acmix_deploy.export as exp
