@@ -119,13 +119,16 @@ def test_our_checkpoints_rebuild_the_model_from_the_file(tmp_path, model):
 
 def test_swin_bias_tables_are_resized_to_another_window(tmp_path):
     """A checkpoint trained with window 2 loads strictly into window 4: each head's 3x3 table of
-    relative offsets is resized bicubically to 7x7 (a constant table stays constant), the rest is equal."""
+    relative offsets (row = dy * 3 + dx) is resized bicubically to 7x7; the rest is equal."""
     torch.manual_seed(0)
     small = dict(width=32, heads=2, num_classes=3)
     a = create_model("swin_t", img_size=64, window=2, **small)
     with torch.no_grad():
         for i, (name, p) in enumerate(n for n in a.named_parameters() if n[0].endswith("bias_table")):
-            p.copy_(torch.arange(p.shape[1], dtype=p.dtype) + 10 * i)  # constant per head
+            dy, dx = torch.arange(9).div(3, rounding_mode="floor"), torch.arange(9) % 3
+            heads = torch.arange(p.shape[1])
+            # differs along dy and dx, per head and per block: a transposed or copied grid would show
+            p.copy_((dy[:, None] * 3.0 + dx[:, None] * 0.1 * (heads + 1) + 10 * i).to(p.dtype))
     torch.save({"model": a.state_dict()}, tmp_path / "w2.pth")
     b = create_model("swin_t", checkpoint=tmp_path / "w2.pth", img_size=128, window=4, **small)
     report = b.load_report
@@ -135,7 +138,10 @@ def test_swin_bias_tables_are_resized_to_another_window(tmp_path):
         if name.endswith("bias_table"):
             heads = pa.shape[1]
             assert pa.shape == (9, heads) and pb.shape == (49, heads)
-            assert torch.allclose(pb, pa[:1].expand(49, heads), atol=1e-5)
+            grid = pa.detach().double().t().reshape(1, heads, 3, 3)  # [head, dy, dx]
+            want = torch.nn.functional.interpolate(grid, size=(7, 7), mode="bicubic", align_corners=False)
+            assert torch.allclose(pb.detach().double(), want.reshape(heads, 49).t(), atol=1e-5)
+            assert torch.allclose(pb[24], pa[4])  # zero offset stays the zero offset
         else:
             assert torch.equal(pa, pb), name
     x = torch.randn(1, 3, 128, 128)
