@@ -6,11 +6,12 @@
 1. Times `export_onnx("resnet_acmix50")` with verification (the export-time target: <= 60 s on 2 cores).
 2. Exports every pair (resnet_acmix26/38/50 vs resnet26/38/50, swin_acmix_t vs swin_t) at batch 1
    and, in a fresh process that only loads the files (steps 2-4), times each pair interleaved on its
-   own: every round runs the two sessions once each, sessions never spin
+   own (bench.timing.time_interleaved): every round runs the two sessions once each, in an order
+   rotated each round, garbage collector off; sessions never spin
    (session.intra_op.allow_spinning = 0, DESIGN.md section 4), fixed intra-op threads; medians of the
    rounds after warm-up, and the quartiles of the per-round ratios (how much the machine moved).
 3. Times the eager PyTorch reference forward of resnet_acmix50 against its ONNX file in ONNX Runtime,
-   alternated round by round (same threads, same input, OMP_WAIT_POLICY=PASSIVE unless set).
+   interleaved the same way (same threads, same input, OMP_WAIT_POLICY=PASSIVE unless set).
 4. Compares the ResNet-ACmix-50 conv-path forms (split / grouped / dense; the pairs use the export's
    default) and profiles the default exports of resnet_acmix50 and swin_acmix_t with ONNX Runtime's
    profiler: shares by op type and by ACmix part (stage I, attention, conv path, rest), mapped back
@@ -23,11 +24,13 @@ Random-init weights (the latency does not depend on them). Files go to a tempora
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Idle OpenMP threads of eager PyTorch must not spin either (the ONNX Runtime sessions are created with
@@ -56,35 +59,40 @@ def export(name: str, folder: Path, size: int, **kwargs) -> Path:
 
 
 def interleaved(paths: dict[str, Path], size: int, threads: int, runs: int, warmup: int) -> dict[str, list[float]]:
-    """Per label, `runs` wall times (ms): each round runs every session once, in turn.
+    """Per label, `runs` wall times (ms) from bench.timing.time_interleaved: each round runs every
+    session once, the order rotated each round, the garbage collector off.
 
     CPU times (process time, all threads) go to `label + ":cpu"`: on a shared machine they move less
     with other processes' load than wall times do.
     """
+    from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
     from acmix_deploy.ort import make_session
 
     sessions = {k: make_session(str(p), threads=threads, spinning=False) for k, p in paths.items()}
     x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
-    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
-    for _ in range(warmup):
-        for k, s in sessions.items():
-            s.run(None, feeds[k])
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    times.update({f"{k}:cpu": [] for k in sessions})
-    for _ in range(runs):
-        for k, s in sessions.items():
-            c, t = time.process_time(), time.perf_counter()
-            s.run(None, feeds[k])
-            times[k].append((time.perf_counter() - t) * 1e3)
-            times[f"{k}:cpu"].append((time.process_time() - c) * 1e3)
+    cpu: dict[str, list[float]] = {k: [] for k in sessions}
+
+    def timed(label: str, call: Callable[[], object]) -> Timed:
+        def fn() -> None:
+            c = time.process_time()
+            call()
+            cpu[label].append((time.process_time() - c) * 1e3)
+
+        return Timed(fn=fn)
+
+    items = [timed(k, functools.partial(s.run, None, {s.get_inputs()[0].name: x})) for k, s in sessions.items()]
+    samples = time_interleaved(items, Budget(iterations=warmup), Budget(iterations=runs))
+    times = {k: list(v) for k, v in zip(sessions, samples)}
+    times.update({f"{k}:cpu": cpu[k][-runs:] for k in sessions})  # the warm-up calls were recorded first
     return times
 
 
 def eager_vs_ort(name: str, onnx_path: Path, size: int, threads: int, runs: int) -> tuple[list[float], list[float]]:
-    """Eager PyTorch reference forward and the ONNX file in ONNX Runtime, alternated round by round
-    (same threads, same input), so both see the same machine load."""
+    """Eager PyTorch reference forward and the ONNX file in ONNX Runtime, interleaved through
+    bench.timing.time_interleaved (same threads, same input), so both see the same machine load."""
     import torch
 
+    from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
     from acmix_deploy.export import reference_and_deploy
     from acmix_deploy.ort import make_session
 
@@ -95,18 +103,12 @@ def eager_vs_ort(name: str, onnx_path: Path, size: int, threads: int, runs: int)
     session = make_session(str(onnx_path), threads=threads, spinning=False)
     x = torch.randn(1, 3, size, size)
     feed = {session.get_inputs()[0].name: x.numpy()}
-    eager, ort = [], []
     with torch.no_grad():
-        model(x)
-        session.run(None, feed)
-        for _ in range(runs):
-            t = time.perf_counter()
-            model(x)
-            eager.append((time.perf_counter() - t) * 1e3)
-            t = time.perf_counter()
-            session.run(None, feed)
-            ort.append((time.perf_counter() - t) * 1e3)
-    return eager, ort
+        eager, ort = time_interleaved(
+            [Timed(fn=functools.partial(model, x)), Timed(fn=functools.partial(session.run, None, feed))],
+            Budget(iterations=1), Budget(iterations=runs),
+        )
+    return list(eager), list(ort)
 
 
 def profile_summary(path: Path, size: int, threads: int, runs: int = 20, warmup: int = 5) -> dict:
@@ -239,7 +241,7 @@ def main() -> None:
     speedup = m["eager_ms"] / m["eager_ort_ms"]
     report["eager_reference_ms"], report["ort_vs_eager_speedup"] = m["eager_ms"], speedup
     print(f"\nresnet_acmix50 eager PyTorch reference {m['eager_ms']:.1f} ms vs ORT {m['eager_ort_ms']:.2f} ms "
-          f"(medians of {args.eager_runs} alternated rounds) -> ORT {speedup:.1f}x faster")
+          f"(medians of {args.eager_runs} interleaved rounds) -> ORT {speedup:.1f}x faster")
 
     print("\nThe three ratios:")
     print(f"  resnet_acmix50 / resnet50 (ORT CPU): {ratios['resnet_acmix50/resnet50']:.2f}")
