@@ -43,6 +43,17 @@ def _out_type(model: onnx.ModelProto, node_name: str) -> int:
     return _types(model)[node.output[0]]
 
 
+def _round_trips(model: onnx.ModelProto) -> list[str]:
+    """Casts fp32 -> fp16 -> fp32 back to back (the converter leaves them between blocked nodes)."""
+    types, producer = _types(model), {o: n for n in model.graph.node for o in n.output}
+    to = lambda n: next(a.i for a in n.attribute if a.name == "to")  # noqa: E731
+    return [
+        n.name for n in model.graph.node
+        if n.op_type == "Cast" and to(n) == TensorProto.FLOAT and (up := producer.get(n.input[0])) is not None
+        and up.op_type == "Cast" and to(up) == TensorProto.FLOAT16 and types.get(up.input[0]) == TensorProto.FLOAT
+    ]  # fmt: skip
+
+
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return next(iter(run(make_session(model.SerializeToString()), x).values()))
 
@@ -91,6 +102,7 @@ def test_decomposed_layernorm_stays_fp32():
     # eps = 1e-12 survives exactly (the converter would have rounded it to fp16 and back)
     init = {i.name: onnx.numpy_helper.to_array(i) for i in converted.graph.initializer}
     assert init[eps.input[1]] == np.float32(1e-12)
+    assert _round_trips(converted) == []
     ref, got = _run(model, x), _run(converted, x)
     assert np.abs(got - ref).max() <= 2e-3 * np.abs(ref).max()
 
@@ -106,6 +118,7 @@ def test_decomposed_softmax_stays_fp32():
     for name in ("sm/max", "sm/sub", "sm/exp", "sm/sum", "sm/div"):
         assert _out_type(converted, name) == TensorProto.FLOAT, name
     assert _out_type(converted, "attn/MatMul") == TensorProto.FLOAT16
+    assert _round_trips(converted) == []
     ref, got = _run(model, x), _run(converted, x)
     assert np.abs(got - ref).max() <= 2e-3 * np.abs(ref).max()
 
