@@ -45,6 +45,20 @@ def test_plan_splits(tiny_onnx):
         plan_int8(model, "most")
 
 
+def test_plan_keeps_the_attention_path_of_deploy_forms(tiny_onnx):
+    """Weighted ops inside a deploy form's attention module (P.attention/..., e.g. positional
+    projections) stay float under every split but "all"; a name merely containing the word does not."""
+    model = onnx.load(tiny_onnx)
+    weighted = next(n for n in model.graph.node if n.op_type == "Conv" and "images" not in n.input
+                    and not any(a.name == "group" and a.i > 1 for a in n.attribute))  # fmt: skip
+    weighted.name = "layer1.0.conv2.attention/Conv_0"
+    for split in ("no-attention", "no-grouped", "keep-ends"):
+        assert plan_int8(model, split).exclude[weighted.name] == "attention path", split
+    assert weighted.name in plan_int8(model, "all").quantize
+    weighted.name = "layer1.0.conv2.attentions_like/Conv_0"
+    assert weighted.name in plan_int8(model, "no-attention").quantize
+
+
 def test_int8_trained_model_numbers(trained, artifacts, tmp_path):
     out = tmp_path / "tiny.int8.onnx"
     result = quantize_int8(trained.onnx_path, out, calib_data=trained.heldout_npy, calib_size=128, holdout=256)
