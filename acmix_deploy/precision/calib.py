@@ -182,7 +182,8 @@ class Split:
 def split_indices(total: int, calib_size: int, holdout_size: int, seed: int = 0) -> Split:
     """Disjoint calibration and held-out index sets from a seeded shuffle of `total` images.
 
-    When the source is too small for both, the held-out set keeps at least a quarter of it.
+    When the source is too small for both, the held-out set is cut to a quarter of it (at least one
+    image) and calibration takes what remains, up to `calib_size`.
     """
     if total < 2:
         raise AcmixError("need at least 2 images: some to calibrate and some held out to verify")

@@ -218,8 +218,6 @@ def _quantize(
 ) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static, save_tensors_data
 
-    if method not in _METHODS:
-        raise AcmixError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     in_name, dims = calib.input_info(model)
     batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else 8
     if isinstance(dims[0], int) and dims[0] > 0 and len(calib_x) % batch:
@@ -335,9 +333,12 @@ def quantize_int8(
     """
     if rest not in ("fp16", "fp32"):
         raise AcmixError(f"--rest must be fp16 or fp32, got {rest!r}")
+    if method not in _METHODS:
+        raise AcmixError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if calib_size < 1 or holdout < 1:
         raise AcmixError("--calib-size and the held-out count must be at least 1")
     src, name = load_source(onnx_path, model)
+    plan = plan_int8(src, split)  # before the (slow) image loading: a bad split fails at once
     # Random calibration only shows that the graph quantizes and builds; its ranges and agreement
     # mean nothing, so more than a few dozen inputs would only cost minutes (256 ResNet-50 inputs at
     # 224 px took ~8 min): random data is capped at RANDOM_CALIB_MAX inputs per set.
@@ -347,7 +348,6 @@ def quantize_int8(
         source = f"random noise ({len(calib_x)} inputs: at most {RANDOM_CALIB_MAX} for random data)"
     else:
         source = f"{calib_data} ({inputs.pre.describe()})"
-    plan = plan_int8(src, split)
     q = _quantize(src, plan, calib_x, method, percentile)
     check_trt_qdq(q)
     if rest == "fp16":

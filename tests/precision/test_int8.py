@@ -127,5 +127,8 @@ def test_bad_calibration_data(tiny_onnx, tmp_path):
         quantize_int8(tiny_onnx, tmp_path / "x.onnx", calib_data=bad)
     with pytest.raises(AcmixError, match="does not exist"):
         quantize_int8(tiny_onnx, tmp_path / "x.onnx", calib_data=tmp_path / "nowhere.npy")
+    # option errors come before the calibration data is read (here it does not even exist)
     with pytest.raises(AcmixError, match="unknown calibration method"):
-        quantize_int8(tiny_onnx, tmp_path / "x.onnx", method="magic", calib_size=4, holdout=4)
+        quantize_int8(tiny_onnx, tmp_path / "x.onnx", calib_data=tmp_path / "nowhere.npy", method="magic")
+    with pytest.raises(AcmixError, match="unknown int8 split"):
+        quantize_int8(tiny_onnx, tmp_path / "x.onnx", calib_data=tmp_path / "nowhere.npy", split="most")
