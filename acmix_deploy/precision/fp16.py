@@ -277,8 +277,12 @@ def plan_fp16(
             for inp in model.graph.input:
                 for c in idx.consumers[inp.name]:
                     node_block.setdefault(c.name, "reads a graph input beyond the fp16 safety margin")
+    from onnxconverter_common.float16 import DEFAULT_OP_BLOCK_LIST
+
     return Fp16Plan(
-        op_block_list=list(SENSITIVE_OPS),
+        # ours plus the converter's defaults (ops ONNX Runtime has no fp16 kernel for: Resize, TopK,
+        # Range, Min/Max, ...), which an explicit op_block_list would otherwise replace
+        op_block_list=list(dict.fromkeys([*SENSITIVE_OPS, *DEFAULT_OP_BLOCK_LIST])),
         node_block=node_block,
         activation_absmax=absmax,
         constants_over_default_clamp=over_default,

@@ -220,3 +220,26 @@ def test_reconcile_casts_fixed_type_inputs():
     np.testing.assert_allclose(_run(fixed, x), want, atol=1e-3)
     with pytest.raises(AcmixError, match="invalid graph"):
         validate(model, "test")
+
+
+def test_converter_default_block_list_is_kept():
+    """Ops the converter keeps fp32 by default (no fp16 kernel in ONNX Runtime: Max, Resize, TopK, ...)
+    stay fp32 next to ours: passing our own op_block_list must not replace its defaults."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Max", ["x", "floor"], ["m"], name="clip/Max"),
+        helper.make_node("MatMul", ["m", "w"], ["y"], name="head/MatMul"),
+    ]
+    inits = [numpy_helper.from_array(np.zeros((1, 8), np.float32), "floor"),
+             numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w")]  # fmt: skip
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], inits)  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    plan = plan_fp16(model, x)
+    assert {"Max", "Resize", "TopK", "Softmax"} <= set(plan.op_block_list)
+    converted = to_fp16(model, plan)
+    assert _out_type(converted, "clip/Max") == TensorProto.FLOAT
+    np.testing.assert_allclose(_run(converted, x), _run(model, x), rtol=1e-2, atol=1e-2)
