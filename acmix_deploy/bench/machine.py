@@ -78,12 +78,12 @@ def versions() -> dict[str, str]:
 
 def gpus() -> list[dict[str, Any]]:
     """CUDA devices torch can see (no import of torch's CUDA runtime unless torch is present)."""
-    try:
-        import torch
-    except ImportError:
+    from acmix_deploy.trt.gpu import torch_cuda_available
+
+    if not torch_cuda_available():  # also False (not a crash) for a broken CUDA install
         return []
-    if not torch.cuda.is_available():
-        return []
+    import torch
+
     out = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)

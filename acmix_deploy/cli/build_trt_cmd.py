@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from acmix_deploy.cli._options import split_list
 from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Rest, Split
@@ -89,7 +90,7 @@ def build_trt_cmd(
         if not res.report.meaningful:
             console.print("[yellow]int8 calibrated on random noise: accuracy numbers are not meaningful[/yellow]")
         path = res.path
-    ccs = [c for item in (compute_capability or []) for c in item.split(",") if c.strip()]
+    ccs = split_list(compute_capability)
     result = build_engine(
         path, output, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace=workspace,
         runtime=flavour, timing_cache=timing_cache, opt_level=opt_level, compute_capabilities=ccs or None,

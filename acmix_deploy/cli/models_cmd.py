@@ -99,13 +99,12 @@ def info_cmd(
 
 def _print_load_report(model) -> None:
     report = getattr(model, "load_report", None)
-    if report is not None and report.ok:
-        for note in report.resized:
-            console.print(f"  {note}")
-    if report is not None and not report.ok:
+    if report is None:
+        return
+    if not report.ok:
         console.print(f"[yellow]partial load: {report.summary()}[/]")
-        for line in report.lines():
-            console.print(f"  {line}")
+    for line in report.lines():  # resized tables first, then any mismatched keys
+        console.print(f"  {line}")
 
 
 @app.command("doctor")
