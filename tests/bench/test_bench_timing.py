@@ -33,6 +33,14 @@ def test_iterations_warmup_and_interleaved_order():
     assert rounds == ["ab", "ba"] * 3 + ["ab"]
 
 
+def test_garbage_collector_is_off_while_measuring_only():
+    import gc
+
+    seen: list[bool] = []
+    time_interleaved([Timed(fn=lambda: seen.append(gc.isenabled()))], Budget(iterations=2), Budget(iterations=3))
+    assert seen == [True, True, False, False, False] and gc.isenabled()
+
+
 def test_measured_time_includes_sync_and_is_in_milliseconds():
     items = [Timed(fn=lambda: time.sleep(0.004), sync=lambda: time.sleep(0.004))]
     (samples,) = time_interleaved(items, warmup=Budget(iterations=0), measure=Budget(iterations=3))
