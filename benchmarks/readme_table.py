@@ -2,7 +2,7 @@
 """Produce the README performance table: run the benchmark cases, save each as JSON, render markdown.
 
     python benchmarks/readme_table.py                     # CPU cases, 10 s per cell
-    python benchmarks/readme_table.py --gpu               # adds GPU backends (onnxruntime-cuda, tensorrt ...)
+    python benchmarks/readme_table.py --gpu               # adds GPU backends (onnxruntime-cuda, -trt ...)
     python benchmarks/readme_table.py --quick             # 2 s per cell, to check the pipeline
     python benchmarks/readme_table.py --render-only       # re-render from the saved JSON files
     python benchmarks/readme_table.py --only resnet50     # cases whose name contains "resnet50"
@@ -28,7 +28,9 @@ from acmix_deploy.bench.run import bench  # noqa: E402
 from acmix_deploy.errors import AcmixError  # noqa: E402
 
 CPU_BACKENDS = ["onnxruntime", "torch-eager"]
-GPU_BACKENDS = ["onnxruntime-cuda", "tensorrt", "torch-eager"]
+# every case starts from a model name, so TensorRT runs through ONNX Runtime's TensorRT provider; the
+# `tensorrt` backend times a built engine (`acmix-deploy bench --engine F` after `build-trt`)
+GPU_BACKENDS = ["onnxruntime-cuda", "onnxruntime-trt", "torch-eager"]
 
 # name -> bench() arguments. The headline is ResNet-ACmix-50 against ResNet-50; the shift case
 # reproduces the paper's Table 7 comparison (tensor shifts vs the grouped-conv shift).
