@@ -214,49 +214,35 @@ def _run_fixed_batch(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: int,
 
 
 def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
-    """A TensorRT engine through the engine runner (needs TensorRT and a GPU; else Unavailable)."""
-    try:
-        from acmix_deploy.trt.runner import EngineRunner
-    except ImportError as exc:
-        raise Unavailable(f"the TensorRT engine runner cannot be imported ({exc})") from None
+    """A TensorRT engine through the engine runner (needs TensorRT and a GPU; else Unavailable).
+    Batch limits come from the sidecar, preprocessing from the ONNX file the engine was built from."""
+    from acmix_deploy.trt.runner import EngineRunner
+
     try:
         engine = EngineRunner(path)
     except Exception as exc:  # TensorRT and CUDA raise their own exception classes
         raise Unavailable(first_line(exc)) from None
+    lo, _, hi = engine.sidecar.batch_range
+    limits = (max(1, lo), hi if hi > 0 else 1 << 30)
     meta: dict[str, str] = {}
-    limits = (1, 1 << 30)
-    try:
-        from acmix_deploy.trt.sidecar import read_sidecar
+    if engine.sidecar.onnx_path:  # moved or unreadable: the options (fallback) describe the preprocessing
+        from acmix_deploy.precision.modelio import load_model
 
-        sidecar = read_sidecar(path)
-        lo, _, hi = sidecar.batch_range
-        limits = (max(1, lo), hi if hi > 0 else 1 << 30)
-        onnx_path = sidecar.onnx_path
-        if onnx_path and Path(onnx_path).exists():
-            import onnx
-
-            proto = onnx.load(onnx_path, load_external_data=False)
+        try:
+            proto = load_model(engine.sidecar.onnx_path, load_external_data=False)
             meta = {p.key: p.value for p in proto.metadata_props}
-    except (ImportError, AcmixError, KeyError, IndexError, TypeError):
-        meta = {}
+        except AcmixError:
+            pass
     pre, source = preprocessing_from_metadata(meta, fallback, None, path)
 
-    call = engine if callable(engine) else getattr(engine, "infer", None) or engine.run
-
     def one(x: np.ndarray) -> np.ndarray:
-        result = call(np.ascontiguousarray(x, dtype=np.float32))
-        if isinstance(result, dict):
-            result = result.get("logits", next(iter(result.values())))
-        elif isinstance(result, (list, tuple)):
-            result = result[0]
-        if hasattr(result, "detach"):
-            result = result.detach().float().cpu().numpy()
-        return np.asarray(result, dtype=np.float32)
+        return engine(np.ascontiguousarray(x, dtype=np.float32)).float().cpu().numpy()
 
     def run(x: np.ndarray) -> np.ndarray:
         return _run_fixed_batch(one, x, limits[1], limits[0])
 
-    return Runner(path, "tensorrt", pre, run, note=f"preprocessing from {source}")
+    # the runner's warnings (another GPU or TensorRT version than the build's) go with the result
+    return Runner(path, "tensorrt", pre, run, note="; ".join([f"preprocessing from {source}", *engine.warnings]))
 
 
 def open_artifact(

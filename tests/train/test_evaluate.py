@@ -211,3 +211,43 @@ def test_dynamic_batch_and_fp16_inputs_follow_their_own_metadata(small_digits, t
     assert np.array_equal(report.results[0].top1_pred, expected)
     assert report.results[0].correct1 == int((expected == ds.targets).sum())
     assert report.agreement(report.results[1]) >= 29  # fp16 rounding of the inputs may flip a near tie
+
+
+def test_engine_runner_wiring_on_cpu(exported, monkeypatch, tmp_path):
+    """open_engine without a GPU: a stand-in EngineRunner (sidecar, warnings, one CUDA-like tensor out)
+    runs the engine's ONNX; batch limits come from the sidecar, preprocessing from that ONNX file, and
+    the runner's warnings reach the result's note."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import acmix_deploy.trt.runner as trt_runner
+    from acmix_deploy.evaluate import open_artifact
+    from acmix_deploy.ort import make_session
+
+    _, onnx_path, _ = exported
+    session = make_session(str(onnx_path))
+    name = session.get_inputs()[0].name
+    one_by_one = lambda x: np.concatenate([session.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])  # noqa: E731
+    batches: list[int] = []
+
+    class StandIn:
+        def __init__(self, path):
+            self.sidecar = SimpleNamespace(batch_range=(2, 4, 4), onnx_path=str(onnx_path))
+            self.warnings = ["built on GPU A, running on GPU B: rebuilding may be faster"]
+
+        def __call__(self, x):
+            batches.append(len(x))
+            return torch.from_numpy(one_by_one(x))
+
+    monkeypatch.setattr(trt_runner, "EngineRunner", StandIn)
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"\0")
+    runner = open_artifact(engine)
+    assert runner.kind == "tensorrt" and "rebuilding may be faster" in runner.note
+    assert "metadata" in runner.note  # preprocessing read from the engine's ONNX file
+    x = np.random.default_rng(0).standard_normal((9, 3, runner.pre.input_size, runner.pre.input_size), np.float32)
+    got = runner.run(x)
+    want = one_by_one(x)
+    assert batches == [4, 4, 2] and got.shape == want.shape  # the last image padded to the minimum batch 2
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
