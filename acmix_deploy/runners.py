@@ -73,6 +73,7 @@ class RunnerOptions:
 class Runner(Protocol):
     name: str
     device: str
+    warnings: list[str]  # things the user should know about this run (e.g. an engine built elsewhere)
 
     def prepare(self, batch: int) -> Any: ...
 
@@ -117,6 +118,7 @@ class TorchRunner:
     """A PyTorch module run eagerly, in its deploy form, or through torch.compile."""
 
     def __init__(self, backend: str, source: ModelSource, options: RunnerOptions) -> None:
+        self.warnings: list[str] = []
         if source.torch_factory is None:
             raise BackendUnavailable(f"{backend} needs a PyTorch model (--model NAME), not a file")
         try:
@@ -202,6 +204,7 @@ class OrtRunner:
     """An ONNX Runtime session on the CPU, CUDA or TensorRT execution provider."""
 
     def __init__(self, backend: str, source: ModelSource, options: RunnerOptions) -> None:
+        self.warnings: list[str] = []
         if source.onnx_path is None and source.onnx_factory is None:
             raise BackendUnavailable(f"{backend} needs an ONNX model (--model NAME or --onnx FILE)")
         try:
@@ -299,12 +302,13 @@ class TensorRTRunner:
         import torch
 
         self._torch = torch
-        self._input_name = list(getattr(self._runner, "input_names", None) or ["images"])[0]
+        self._input_name = self._runner.input_names[0]
         self.name = backend
         self.device = "cuda"
         self._opts = options
-        self.context = getattr(self._runner, "context", None)  # for the per-layer profiler
-        self.trt = getattr(self._runner, "_trt", None)
+        self.context = self._runner.context  # for the per-layer profiler
+        self.trt = self._runner.trt
+        self.warnings = list(self._runner.warnings)  # built on another GPU / TensorRT version
 
     def prepare(self, batch: int) -> Any:
         x = self._torch.from_numpy(make_images(batch, self._opts.input_size, self._opts.seed))

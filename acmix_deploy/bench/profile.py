@@ -215,16 +215,11 @@ def profile_tensorrt(
     source: ModelSource, batch: int, input_size: tuple[int, int], warmup: int, iterations: int
 ) -> ProfileResult:
     """Per-layer times from TensorRT's IProfiler; BackendUnavailable where it cannot be attached."""
-    import importlib
-
     from acmix_deploy.runners import TensorRTRunner
 
     runner = TensorRTRunner("tensorrt", source, RunnerOptions(input_size=input_size))
     try:
-        ctx = runner.context
-        if ctx is None:
-            raise BackendUnavailable("the engine runner exposes no execution context for a profiler")
-        trt = runner.trt or importlib.import_module(type(ctx).__module__.split(".")[0])
+        ctx, trt = runner.context, runner.trt
 
         class _LayerTimes(trt.IProfiler):  # type: ignore[misc,name-defined]
             def __init__(self) -> None:

@@ -224,14 +224,17 @@ def _bench_backend(
     warm: Budget,
     meas: Budget,
     say: Callable[[str], None],
+    notes: list[str],
 ) -> list[BenchRow]:
-    """All rows of one backend: build its runners (model, baseline), time every batch, close them."""
+    """All rows of one backend: build its runners (model, baseline), time every batch, close them.
+    The runners' warnings are appended to `notes`."""
     rows: list[BenchRow] = []
     runners: dict[str, Any] = {}
     for role, src in sources.items():
         try:
             say(f"{backend}: loading {src.label}")
             runners[role] = create_runner(backend, src, opts_by_role[role])
+            notes += [f"{backend} {src.label}: {w}" for w in runners[role].warnings]
         except BackendUnavailable as exc:
             rows += [BenchRow(role, src.label, backend, b, "unavailable", str(exc)) for b in batches]
         except Exception as exc:  # a broken backend is reported, the others still run
@@ -366,7 +369,7 @@ def bench(
             role: replace(base_opts, input_size=src.input_size or (DEFAULT_IMG_SIZE,) * 2) for role, src in sources.items()
         }
         for backend in backend_list:
-            rows += _bench_backend(backend, sources, opts_by_role, config.batches, warm, meas, say)
+            rows += _bench_backend(backend, sources, opts_by_role, config.batches, warm, meas, say, notes)
         if memory:
             _measure_memory(rows, sources, opts_by_role, say)
     rows.sort(key=lambda r: (backend_list.index(r.backend), r.batch, 0 if r.role == "model" else 1))

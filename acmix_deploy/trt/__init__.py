@@ -64,18 +64,15 @@ def load_trt(runtime: str = "auto") -> tuple[ModuleType, str, str]:
 
 def make_logger(trt: ModuleType):
     class _Logger(trt.ILogger):
-        """Keeps errors for the one-line failure message; TensorRT's chatter stays quiet."""
+        """Keeps errors for the one-line failure message; TensorRT's warnings and chatter stay quiet."""
 
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
-            self.warnings: list[str] = []
 
         def log(self, severity, msg) -> None:  # noqa: D401 - TensorRT callback
             if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
                 self.errors.append(str(msg).strip())
-            elif severity == trt.ILogger.Severity.WARNING:
-                self.warnings.append(str(msg).strip())
 
     return _Logger()
 

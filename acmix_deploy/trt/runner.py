@@ -109,7 +109,7 @@ class EngineRunner:
 
         self._torch = torch
         self.device = torch.device("cuda", device)
-        self._trt = trt
+        self.trt = trt  # the TensorRT module the engine was loaded with (for IProfiler and enums)
         self._runtime, self.engine, self._logger = deserialize_engine(trt, data, self.device, self.path.name)
         with torch.cuda.device(self.device):
             self.context = self.engine.create_execution_context()
@@ -161,7 +161,3 @@ class EngineRunner:
     def __call__(self, x, sync: bool = True):
         """The first output for one input tensor (logits for the models here)."""
         return self.infer(x, sync)[self.output_names[0]]
-
-    @property
-    def batch_range(self) -> tuple[int, int, int]:
-        return self.sidecar.batch_range

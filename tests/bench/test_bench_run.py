@@ -185,3 +185,17 @@ def test_every_lazy_package_name_is_the_object_not_a_submodule():
         importlib.import_module(f"acmix_deploy.bench.{info.name}")
     for name in bench_pkg.__all__:
         assert not isinstance(getattr(bench_pkg, name), ModuleType), name
+
+
+def test_runner_warnings_become_notes(monkeypatch):
+    """A runner's warnings (e.g. an engine built on another GPU) are reported with the result."""
+
+    def warning_runner(backend, source, options):
+        runner = create_runner(backend, source, options)
+        runner.warnings.append(f"built for another machine ({source.label})")
+        return runner
+
+    monkeypatch.setattr(run, "create_runner", warning_runner)
+    r = bench(model="tiny_acmix", baseline="tiny_plain", backends=["onnxruntime"], batches=[1], **FAST)
+    assert "onnxruntime tiny_acmix: built for another machine (tiny_acmix)" in r.notes
+    assert "onnxruntime tiny_plain: built for another machine (tiny_plain)" in r.notes
