@@ -16,28 +16,12 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 
-def export_with_metadata(checkpoint: Path, dest: Path, metadata: bool = True) -> Path:
-    """The reference model exported with the torch.export-based exporter (static batch 1, as the
-    export command's default), with the preprocessing metadata_props that export writes."""
-    import onnx
-    import torch
+def export_with_metadata(checkpoint: Path, dest: Path) -> Path:
+    """The checkpoint through the project's own export (static batch 1, its metadata_props), so eval
+    reads exactly what `acmix-deploy export` writes."""
+    from acmix_deploy.export import export_onnx
 
-    from acmix_deploy.registry import create_model
-
-    model = create_model(None, checkpoint=checkpoint)
-    size = model.card.input_size
-    program = torch.onnx.export(
-        model, (torch.zeros(1, 3, size, size),), dynamo=True, input_names=["images"], output_names=["logits"],
-        verbose=False,
-    )
-    program.save(str(dest))
-    proto = onnx.load(str(dest))
-    if metadata:
-        for key, value in model.card.preprocessing().items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, json.dumps(value)
-    onnx.save(proto, str(dest))
-    return dest
+    return export_onnx(None, checkpoint=checkpoint, output=dest, verify=False, optimize=False).path
 
 
 @pytest.fixture(scope="module")
