@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from acmix_deploy.cli._options import stdout_console
 from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
 
@@ -44,7 +45,6 @@ def eval_command(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
 ) -> None:
     """Accuracy of each artifact, its delta to the first and how often it picks the same class."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from acmix_deploy.evaluate import evaluate
@@ -54,7 +54,7 @@ def eval_command(
         "input_size": img_size, "mean": _floats(mean, "--mean"), "std": _floats(std, "--std"),
         "crop_ratio": crop_ratio, "interpolation": interpolation,
     }
-    console = Console(soft_wrap=True)
+    console = stdout_console()  # tables at 200 columns when piped
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("eval", total=None)
