@@ -1,10 +1,27 @@
 """Training and data preparation: ImageFolder data, the standard recipe, exact resume, torchrun.
 
-Public entry points: `prepare` + `train` (loop.py), `write_digits` (digits.py).
+Public entry points: `prepare` + `train` (loop.py), `write_digits` (digits.py). Names resolve lazily,
+so `acmix-deploy data digits` (digits.py: numpy and PIL) does not import torch and the training loop.
 """
 
-from acmix_deploy.train.config import TrainConfig
-from acmix_deploy.train.digits import write_digits
-from acmix_deploy.train.loop import TrainResult, prepare, train
+from __future__ import annotations
 
-__all__ = ["TrainConfig", "TrainResult", "prepare", "train", "write_digits"]
+from typing import Any
+
+_EXPORTS = {
+    "TrainConfig": "acmix_deploy.train.config",
+    "TrainResult": "acmix_deploy.train.loop",
+    "prepare": "acmix_deploy.train.loop",
+    "train": "acmix_deploy.train.loop",
+    "write_digits": "acmix_deploy.train.digits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'acmix_deploy.train' has no attribute {name!r}")

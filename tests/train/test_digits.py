@@ -61,3 +61,13 @@ def test_upscaled_size_and_refuses_to_overwrite(digits_dir, tmp_path):
     with pytest.raises(AcmixError, match=".npy"):
         write_digits(tmp_path / "new", npy=tmp_path / "calib.bin")
     assert not (tmp_path / "new").exists()  # nothing half-written
+
+
+def test_digits_data_does_not_import_torch():
+    """`acmix-deploy data digits` needs numpy and PIL only: the train package resolves names lazily."""
+    import subprocess
+    import sys
+
+    code = "import sys, acmix_deploy.train.digits, acmix_deploy.train as t; t.write_digits; "
+    code += "assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
