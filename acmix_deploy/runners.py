@@ -97,20 +97,14 @@ cuda_available = torch_cuda_available  # public name kept (bench.run and tests u
 
 
 def _deploy_form(model: Any) -> Any:
-    """The model's deploy (inference-time) form, or BackendUnavailable when it has none."""
-    if hasattr(model, "deploy") and callable(model.deploy):
+    """The model's deploy (inference-time) form: its own .deploy() where it has one, else
+    acmix_deploy.nn.switch_to_deploy (a plain eval copy for models without ACmix or Swin blocks)."""
+    if callable(getattr(model, "deploy", None)):
         out = model.deploy()
-        return model if out is None else out
-    try:
-        from acmix_deploy import nn as acmix_nn
-    except ImportError:
-        acmix_nn = None
-    helper = getattr(acmix_nn, "switch_to_deploy", None) if acmix_nn is not None else None
-    if helper is None:
-        raise BackendUnavailable(
-            "model has no deploy form (no .deploy() method and no acmix_deploy.nn.switch_to_deploy)"
-        )
-    out = helper(model)
+    else:
+        from acmix_deploy.nn import switch_to_deploy
+
+        out = switch_to_deploy(model)
     return model if out is None else out
 
 
@@ -273,10 +267,9 @@ class OrtRunner:
 
 
 def _engine_runner_class() -> Callable[..., Any]:
-    try:
-        from acmix_deploy.trt.runner import EngineRunner
-    except ImportError as exc:
-        raise BackendUnavailable(f"TensorRT runner is not available ({exc})") from None
+    """EngineRunner, imported when needed (it imports TensorRT only when an engine is opened)."""
+    from acmix_deploy.trt.runner import EngineRunner
+
     return EngineRunner
 
 

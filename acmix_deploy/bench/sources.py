@@ -65,27 +65,13 @@ def _create_registry_model(name: str, overrides: dict[str, Any]) -> Any:
 
 
 def _export_registry_model(name: str, img_size: int | None, shift: str | None, workdir: Path) -> Path:
-    try:
-        from acmix_deploy.export import export_onnx
-    except ImportError as exc:
-        from acmix_deploy.runners import BackendUnavailable
+    from acmix_deploy.export import export_onnx
 
-        raise BackendUnavailable(f"cannot export {name} to ONNX: acmix_deploy.export is unavailable ({exc})") from None
     kwargs: dict[str, Any] = {"img_size": img_size, "dynamic_batch": True, "verify": False}
     if shift is not None:
         kwargs["shift"] = shift
     result = export_onnx(name, output=str(Path(workdir) / f"{name}.onnx"), **kwargs)
     return Path(result.path)
-
-
-def _card_size(card: Any) -> tuple[int, int] | None:
-    size = getattr(card, "input_size", None)
-    if size is None:
-        return None
-    if isinstance(size, int):
-        return (size, size)
-    size = tuple(int(s) for s in size)
-    return (size[-2], size[-1]) if len(size) >= 2 else (size[0], size[0])
 
 
 def label_for(name: str, shift: str | None) -> str:
@@ -94,29 +80,20 @@ def label_for(name: str, shift: str | None) -> str:
 
 def resolve_model(name: str, img_size: int | None = None, shift: str | None = None) -> ModelSource:
     """Registry model -> ModelSource (torch factory + lazy dynamic-batch ONNX export)."""
-    try:
-        from acmix_deploy import registry
-    except ImportError:
-        raise AcmixError("model names need acmix_deploy.registry, which is not installed") from None
-    if hasattr(registry, "list_models") and name not in registry.list_models():
-        raise AcmixError(f"unknown model {name!r}; choose from: {', '.join(registry.list_models())}")
+    from acmix_deploy import registry
+
+    card = registry.get_card(name)  # one-line AcmixError naming the valid models
     overrides: dict[str, Any] = {}
     if img_size is not None:
         overrides["img_size"] = img_size
     if shift is not None:
         overrides["shift"] = shift
-    factory = functools.partial(_create_registry_model, name, overrides)
-    size = (img_size, img_size) if img_size else None
-    if size is None:
-        card = getattr(registry, "get_card", None)
-        model_card = card(name) if card else getattr(factory(), "card", None)
-        size = _card_size(model_card)
     return ModelSource(
         label=label_for(name, shift),
         name=name,
-        torch_factory=factory,
+        torch_factory=functools.partial(_create_registry_model, name, overrides),
         onnx_factory=functools.partial(_export_registry_model, name, img_size, shift),
-        input_size=size or (DEFAULT_IMG_SIZE, DEFAULT_IMG_SIZE),
+        input_size=(img_size or card.input_size,) * 2,
         overrides=overrides,
     )
 

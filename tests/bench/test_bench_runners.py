@@ -60,6 +60,24 @@ def test_torch_deploy_uses_the_deploy_form(source):
     runner.close()
 
 
+def test_torch_deploy_of_a_registry_model_is_its_deploy_form_and_computes_the_same():
+    """Registry models have no .deploy(): torch-deploy goes through acmix_deploy.nn.switch_to_deploy."""
+    from acmix_deploy.nn.deploy import ACmixDeploy
+    from acmix_deploy.registry import create_model
+
+    model = create_model("resnet_acmix26", img_size=32, width=16, k_att=3).eval()
+    src = ModelSource(label="r", torch_factory=lambda: model)  # switch_to_deploy works on a copy
+    opts = RunnerOptions(input_size=(32, 32), threads=1, spinning=False)
+    eager, deploy = create_runner("torch-eager", src, opts), create_runner("torch-deploy", src, opts)
+    assert any(isinstance(m, ACmixDeploy) for m in deploy._model.modules())
+    assert not any(isinstance(m, ACmixDeploy) for m in eager._model.modules())
+    x = eager.prepare(2)
+    with torch.no_grad():
+        assert compare(eager(x).numpy(), deploy(deploy.prepare(2)).numpy(), FP32_TOL).passed
+    eager.close()
+    deploy.close()
+
+
 def test_backends_that_need_something_else_say_what(source, tmp_path):
     onnx_only = ModelSource(label="x", onnx_path=source.onnx_path)
     with pytest.raises(BackendUnavailable, match="PyTorch model"):
