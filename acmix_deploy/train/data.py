@@ -248,7 +248,6 @@ class EvalOnly:
 class Batch:
     images: torch.Tensor
     labels: torch.Tensor
-    indices: torch.Tensor
     corrupt: list[int]  # dataset indices whose file could not be decoded (not in the batch)
 
 
@@ -257,8 +256,7 @@ def collate(items: list[tuple[Any, int, int, list[int]]]) -> Batch:
     corrupt = sorted({i for it in items for i in it[3]})
     images = torch.from_numpy(np.stack([it[0] for it in good])) if good else torch.empty(0)
     labels = torch.tensor([it[1] for it in good], dtype=torch.long)
-    indices = torch.tensor([it[2] for it in good], dtype=torch.long)
-    return Batch(images, labels, indices, corrupt)
+    return Batch(images, labels, corrupt)
 
 
 class EpochSampler(Sampler):

@@ -93,7 +93,3 @@ def sync_buffers(env: DistEnv, module: torch.nn.Module) -> None:
         for buf in module.buffers():
             dist.broadcast(buf, src=0)
 
-
-def barrier(env: DistEnv) -> None:
-    if env.distributed:
-        dist.barrier()

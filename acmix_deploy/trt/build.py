@@ -117,7 +117,7 @@ def _parser_errors(parser) -> str:
     return "; ".join(msgs[:3]) + (f" (+{len(msgs) - 3} more)" if len(msgs) > 3 else "")
 
 
-def _dtype_name(trt: ModuleType, dtype) -> str:
+def _dtype_name(dtype) -> str:
     names = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
              "INT32": "int32", "INT64": "int64", "BOOL": "bool", "FP8": "float8"}
     return names.get(getattr(dtype, "name", str(dtype).rsplit(".", 1)[-1]), str(dtype))
@@ -217,14 +217,14 @@ def build_engine(
         dims = list(tensor.shape)
         shapes = _profile_shapes(tensor.name, dims, min_batch, opt_batch, max_batch, notes)
         profiles[tensor.name] = shapes
-        inputs.append(TensorInfo(tensor.name, _dtype_name(trt, tensor.dtype), dims))
+        inputs.append(TensorInfo(tensor.name, _dtype_name(tensor.dtype), dims))
         if any(d < 0 for d in dims):
             needs_profile = True
             profile.set_shape(tensor.name, shapes["min"], shapes["opt"], shapes["max"])
     if needs_profile:
         config.add_optimization_profile(profile)
     outputs = [
-        TensorInfo(network.get_output(i).name, _dtype_name(trt, network.get_output(i).dtype), list(network.get_output(i).shape))
+        TensorInfo(network.get_output(i).name, _dtype_name(network.get_output(i).dtype), list(network.get_output(i).shape))
         for i in range(network.num_outputs)
     ]
 
