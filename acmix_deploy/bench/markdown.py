@@ -78,10 +78,18 @@ def render_markdown(results: Sequence[Any], title: str | None = "Performance") -
             versions.append(v)
     lines += [f"Machine: {m}" for m in machines] + [""]
     lines += [f"Versions: {v}" for v in versions] + [""]
+    paired = [d for d in docs if d["method"]["interleaved"]]
+    method = "Method: median latency after warm-up; img/s = batch x 1000 / median"
+    if paired:
+        method += (
+            "; a model and its baseline run in one process, interleaved round by round on the same backend, "
+            "ONNX Runtime thread spinning off; ratio = median over rounds of model time / baseline time "
+            "(> 1: slower than the baseline)"
+        )
+    if len(paired) < len(docs):
+        method += "; " + ("runs without a baseline" if paired else "no baseline") + ": each backend timed alone"
     lines += [
-        "Method: median latency after warm-up; img/s = batch x 1000 / median; a model and its baseline "
-        "run in one process, interleaved round by round on the same backend, ONNX Runtime thread "
-        "spinning off; ratio = median over rounds of model time / baseline time (> 1: slower than the baseline).",
+        method + ".",
         "",
         "Commands:",
         "",

@@ -99,6 +99,16 @@ def test_table_shows_ratios_unavailable_and_failures(result):
     assert "interleaved with the baseline" in text
 
 
+def test_markdown_method_follows_the_run(result):
+    """Only a run with a baseline claims interleaved timing with spinning off."""
+    import dataclasses
+
+    assert "interleaved round by round" in render_markdown([result])
+    alone = dataclasses.replace(result, interleaved=False, ort_spinning=True)
+    md = render_markdown([alone])
+    assert "interleaved" not in md and "no baseline: each backend timed alone" in md
+
+
 def test_markdown_table(result):
     md = render_markdown([result])
     assert "| Model | Backend | Batch | Median ms |" in md
