@@ -450,19 +450,19 @@ def export_onnx(
     if checkpoint is not None:
         from acmix_deploy.checkpoint import read_checkpoint
 
-        loaded = read_checkpoint(checkpoint)  # read once; the reference model is built from it
+        loaded = read_checkpoint(checkpoint)  # loaded once: the reference model is built from these tensors
     meta = loaded.meta if loaded is not None else None
     model_name, overrides = build_defaults(meta, model_name, dict(overrides or {}))
     if model_name is None:
         raise AcmixError("give --model NAME (the checkpoint does not say which model it holds)")
     card = get_card(model_name)  # unknown names fail here, before any work
-    requested = img_size or (overrides or {}).get("img_size")
+    requested = img_size or overrides.get("img_size")
     if requested is not None and int(requested) < 1:
         raise AcmixError(f"--img-size must be positive, got {requested}")
     if output is not None:
         _probe_writable(Path(output))  # fail in a second, not after the export
 
-    build = dict(overrides or {})
+    build = dict(overrides)
     if requested is not None:
         build["img_size"] = int(requested)  # else: the checkpoint's training size, else the card's
     if card.is_acmix:
@@ -518,7 +518,7 @@ def export_onnx(
         ws.record(ws.ONNX, model_name, dest, meta={
             "img_size": size, "batch": result.batch, "dynamic_batch": dynamic_batch, "features": features,
             "opset": opset, "shift": shift, "optimized": optimize, "verified": bool(verify),
-            "checkpoint_sha256": checkpoint_sha, "overrides": dict(overrides or {}), "sha256": result.sha256,
+            "checkpoint_sha256": checkpoint_sha, "overrides": dict(overrides), "sha256": result.sha256,
         }, workspace=workspace)
         result.recorded = True
     result.seconds = time.perf_counter() - t0
