@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-# Chosen by scripts/int8_split_study.py (a trained two-block ACmix proxy on digits, several seeds):
-# keep-ends was the best or tied-best split and percentile the most consistent method; see int8.py.
+# Chosen with scripts/int8_split_study.py (a trained two-block ACmix proxy on digits, seeds 0-2; numbers
+# in the README): keep-ends best on one seed, tied on one, within 0.9 points on the third; percentile
+# and minmax close, entropy the least consistent. See int8.py.
 DEFAULT_METHOD = "percentile"
 DEFAULT_SPLIT = "keep-ends"
 
