@@ -357,6 +357,17 @@ def settle_batchnorm(model, card, img_size: int, n_images: int = 8, seed: int = 
 # --------------------------------------------------------------------------------------------------
 # optional graph passes
 # --------------------------------------------------------------------------------------------------
+def require_graphsurgeon() -> None:
+    """The graph passes need onnx-graphsurgeon; without it, say so in one line before any work."""
+    try:
+        import onnx_graphsurgeon  # noqa: F401
+    except ImportError:
+        raise AcmixError(
+            "the graph passes need onnx-graphsurgeon (pip install onnx-graphsurgeon); "
+            "export with --no-optimize (optimize=False) to write the verified ONNX without them"
+        ) from None
+
+
 def _run_passes(proto, log: Callable[[str], None], notes: list[str]):
     """The default graph-pass pipeline (parity-gated inside); export times nothing, so no latency runs."""
     from acmix_deploy.passes.pipeline import optimize_model
@@ -446,6 +457,8 @@ def export_onnx(
         raise AcmixError(f"unknown shift mode {shift!r}; choose one of {', '.join(SHIFT_MODES)}")
     if opset < 18:
         raise AcmixError(f"opset {opset} is too old: the exporter needs opset >= 18")
+    if optimize:
+        require_graphsurgeon()
     loaded = None
     if checkpoint is not None:
         from acmix_deploy.checkpoint import read_checkpoint

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from acmix_deploy.cli.app import app
+from acmix_deploy.gpucheck import cli as gpu_cli
 
 console = Console()
 
@@ -110,8 +111,22 @@ def _print_load_report(model) -> None:
 @app.command("doctor")
 def doctor_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    gpu_check: Annotated[
+        bool, typer.Option("--gpu-check", help="Run every GPU-capable path here and write a report (see README).")
+    ] = False,
+    output_dir: gpu_cli.OutOption = None,
+    quick: gpu_cli.QuickOption = False,
+    device: gpu_cli.DeviceOption = "cuda",
+    budget_s: gpu_cli.BudgetOption = None,
+    workdir: gpu_cli.WorkdirOption = None,
 ) -> None:
-    """Which backends are importable, their versions, and the GPU with its compute capability."""
+    """Which backends are importable, their versions, and the GPU; --gpu-check runs the GPU paths."""
+    if gpu_check:
+        raise typer.Exit(gpu_cli.run_cli(output_dir, quick, device, budget_s, workdir))
+    if output_dir is not None or quick or budget_s is not None or workdir is not None:
+        from acmix_deploy.errors import AcmixError
+
+        raise AcmixError("-o, --quick, --device and --budget-s go with --gpu-check")
     from acmix_deploy.doctor import collect
 
     rows = collect()

@@ -34,7 +34,7 @@ TWO_GB = 2**31 - 1
 PARITY_BATCH = 2
 # Half-precision graphs: the passes round folded weights once to fp16, so allow fp16 rounding
 # (acmix_deploy.parity defines only the fp32 tolerance).
-FP16_TOL = 1e-2
+FP16_TOL = parity.FP16_TOL
 # Fewest timed rounds per model for a median worth reporting; measure_latency raises `runs` to it.
 MIN_LATENCY_RUNS = 10
 
