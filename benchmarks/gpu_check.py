@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prove the GPU paths on the GPU we get: the same check as `acmix-deploy doctor --gpu-check`.
 
-    PYTHONPATH=. python benchmarks/gpu_check.py [--quick] [-o DIR] [--device cuda|cpu] [--budget-s S]
+    PYTHONPATH=. python benchmarks/gpu_check.py [--quick] [-o DIR] [--device cuda|cpu] [--budget-s S] [--only P]
 
 Runs from a checkout (no install needed). Writes DIR/gpu_check.json (versioned, machine block,
 one row per path) and DIR/gpu_check.md after every row, prints a one-screen summary, and exits 1
@@ -26,10 +26,11 @@ def main(
     quick: gpu_cli.QuickOption = False,
     device: gpu_cli.DeviceOption = "cuda",
     budget_s: gpu_cli.BudgetOption = None,
+    only: gpu_cli.OnlyOption = None,
     workdir: gpu_cli.WorkdirOption = None,
 ) -> None:
     """Run every GPU-capable path here; report the others as not available."""
-    raise typer.Exit(gpu_cli.run_cli(output_dir, quick, device, budget_s, workdir))
+    raise typer.Exit(gpu_cli.run_cli(output_dir, quick, device, budget_s, workdir, only))
 
 
 if __name__ == "__main__":

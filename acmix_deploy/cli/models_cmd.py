@@ -118,15 +118,16 @@ def doctor_cmd(
     quick: gpu_cli.QuickOption = False,
     device: gpu_cli.DeviceOption = "cuda",
     budget_s: gpu_cli.BudgetOption = None,
+    only: gpu_cli.OnlyOption = None,
     workdir: gpu_cli.WorkdirOption = None,
 ) -> None:
     """Which backends are importable, their versions, and the GPU; --gpu-check runs the GPU paths."""
     if gpu_check:
-        raise typer.Exit(gpu_cli.run_cli(output_dir, quick, device, budget_s, workdir))
-    if output_dir is not None or quick or budget_s is not None or workdir is not None:
+        raise typer.Exit(gpu_cli.run_cli(output_dir, quick, device, budget_s, workdir, only))
+    if output_dir is not None or quick or budget_s is not None or workdir is not None or only:
         from acmix_deploy.errors import AcmixError
 
-        raise AcmixError("-o, --quick, --device and --budget-s go with --gpu-check")
+        raise AcmixError("-o, --quick, --device, --budget-s and --only go with --gpu-check")
     from acmix_deploy.doctor import collect
 
     rows = collect()

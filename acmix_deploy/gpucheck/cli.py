@@ -18,14 +18,19 @@ DEFAULT_OUT = Path("out/gpu_check")
 _STYLE = {"ok": "green", "not available": "yellow", "failed": "bold red"}
 
 OutOption = Annotated[
-    Optional[Path], typer.Option("--output-dir", "-o", help=f"Report folder (gpu_check.json, gpu_check.md) [default: {DEFAULT_OUT}].")
+    Optional[Path], typer.Option("--output-dir", "-o", help=f"Report folder for gpu_check.json and gpu_check.md (default: {DEFAULT_OUT}).")
 ]
 QuickOption = Annotated[bool, typer.Option("--quick", help="At most 2 minutes: skips torch.compile and the Swin parity rows.")]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="cuda: check the GPU paths; cpu: the dry mode (CPU analogues, tiny models).")
 ]
 BudgetOption = Annotated[
-    Optional[float], typer.Option("--budget-s", help="Time budget in seconds [default: 300, --quick 120, cpu 60].")
+    Optional[float], typer.Option("--budget-s", help="Time budget in seconds (default: 300; --quick 120; --device cpu 60).")
+]
+OnlyOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--only", help="Run only these paths (names or prefixes, comma-separated: torch, onnx, tensorrt, "
+                 "timing, train-steps ...); the others are reported as skipped."),
 ]
 WorkdirOption = Annotated[
     Optional[Path], typer.Option("--workdir", hidden=True, help="Keep exports here and reuse them in later runs (tests).")
@@ -75,7 +80,7 @@ def print_summary(console, report) -> None:
 
 
 def run_cli(output_dir: Path | None, quick: bool, device: str, budget_s: float | None = None,
-            workdir: Path | None = None) -> int:
+            workdir: Path | None = None, only: list[str] | None = None) -> int:
     """Run the check with console output; returns the exit status (1 when a row failed)."""
     from acmix_deploy.cli._options import stdout_console
     from acmix_deploy.gpucheck.plan import DEVICES
@@ -90,7 +95,10 @@ def run_cli(output_dir: Path | None, quick: bool, device: str, budget_s: float |
     if out.exists() and not out.is_dir():
         raise AcmixError(f"-o {out} is a file; give a folder")
     console = stdout_console()
-    options = CheckOptions(out_dir=out, device=device, quick=quick, budget_s=budget_s, workdir=workdir)
+    from acmix_deploy.cli._options import split_list
+
+    options = CheckOptions(out_dir=out, device=device, quick=quick, budget_s=budget_s, workdir=workdir,
+                           only=split_list(only) or None)
     report = run_gpu_check(options, on_row=lambda row, _report: print_row(console, row))
     print_summary(console, report)
     return 1 if report.failed else 0

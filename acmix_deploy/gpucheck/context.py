@@ -64,6 +64,7 @@ class Context:
     deadline: float
     cuda_reason: str | None = None  # why CUDA cannot be used (None: it can, or device is cpu)
     built: dict[str, Built] = field(default_factory=dict)
+    deploy_only: dict[str, Any] = field(default_factory=dict)
     exports: dict[str, Path] = field(default_factory=dict)
     optimized: dict[str, Path] = field(default_factory=dict)
     fp16: dict[str, Path] = field(default_factory=dict)
@@ -80,6 +81,17 @@ class Context:
         if spec.label not in self.built:
             self.built[spec.label] = build_models(spec, self.device, self.plan.parity_batch)
         return self.built[spec.label]
+
+    def deploy_form(self, spec: ModelSpec) -> Any:
+        """The deploy form on the device, without the reference run (timing needs no reference)."""
+        if spec.label in self.built:
+            return self.built[spec.label].deploy
+        if spec.label not in self.deploy_only:
+            from acmix_deploy.export import reference_and_deploy
+
+            _, deploy, _ = reference_and_deploy(spec.name, build=spec.build_kwargs())
+            self.deploy_only[spec.label] = deploy.eval().to(self.device)
+        return self.deploy_only[spec.label]
 
     def need(self, store: dict, key: Any, what: str) -> Any:
         """An artifact an earlier row made; NotAvailable naming that row when it did not."""

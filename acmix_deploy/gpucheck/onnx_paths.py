@@ -26,27 +26,29 @@ PROVIDERS = {
 }
 
 
-def _export_key(spec: ModelSpec) -> str:
+def _export_key(spec: ModelSpec, batch: int | None) -> str:
     import torch
 
     from acmix_deploy import __version__
 
-    text = json.dumps([spec.name, spec.size, spec.overrides, torch.__version__, __version__], sort_keys=True)
+    text = json.dumps([spec.name, spec.size, spec.overrides, batch, torch.__version__, __version__], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def export(ctx: Context, spec: ModelSpec) -> Outcome:
-    """export_onnx (dynamic batch, verified in ONNX Runtime); reused from the work folder when there."""
+    """export_onnx (verified in ONNX Runtime; dynamic batch on CUDA, the parity batch in the dry mode);
+    reused from the work folder when there."""
     from acmix_deploy.export import export_onnx
 
-    path = ctx.workdir / f"{spec.name}_{spec.size}_{_export_key(spec)}.onnx"
+    batch = None if ctx.plan.dynamic_batch else ctx.plan.parity_batch
+    path = ctx.workdir / f"{spec.name}_{spec.size}_{_export_key(spec, batch)}.onnx"
     if path.exists():
         ctx.exports[spec.label] = path
         return f"reused {path.name} from the work folder (checked against the reference below)", {
             "bytes": path.stat().st_size, "reused": True}
     t0 = time.perf_counter()
-    result = export_onnx(spec.name, img_size=spec.size, overrides=dict(spec.overrides), dynamic_batch=True,
-                         optimize=False, output=path)
+    result = export_onnx(spec.name, img_size=spec.size, overrides=dict(spec.overrides), batch=batch or 1,
+                         dynamic_batch=batch is None, optimize=False, output=path)
     ctx.exports[spec.label] = path
     return "; ".join(result.parity), {"bytes": result.bytes, "export_s": time.perf_counter() - t0, "reused": False}
 

@@ -41,6 +41,7 @@ class ModelSpec:
 class Plan:
     parity_models: list[ModelSpec]
     parity_batch: int
+    dynamic_batch: bool  # export with a symbolic batch (CUDA: what engines use); static is half the export time
     timing_pairs: list[tuple[ModelSpec, ModelSpec]]
     timing_batches: tuple[int, ...]
     timing_warmup_s: float
@@ -73,7 +74,7 @@ def make_plan(device: str, quick: bool, budget_s: float | None = None) -> Plan:
     budget = float(budget_s if budget_s is not None else BUDGET_S[(device, quick)])
     if device == "cpu":
         return Plan(
-            parity_models=[_tiny("resnet_acmix26")], parity_batch=2,
+            parity_models=[_tiny("resnet_acmix26")], parity_batch=2, dynamic_batch=False,
             timing_pairs=[(_tiny("resnet_acmix26"), _tiny("resnet26")), (_tiny("swin_acmix_t"), _tiny("swin_t"))],
             timing_batches=(1, 4), timing_warmup_s=0.05, timing_measure_s=0.25, timing_min_rounds=3,
             train_model=_tiny("resnet_acmix26"), train_batch=4, train_steps=2,
@@ -82,7 +83,7 @@ def make_plan(device: str, quick: bool, budget_s: float | None = None) -> Plan:
         )
     parity = [_full("resnet_acmix50")] + ([] if quick else [_full("swin_acmix_t")])
     return Plan(
-        parity_models=parity, parity_batch=4,
+        parity_models=parity, parity_batch=4, dynamic_batch=True,
         timing_pairs=[(_full("resnet_acmix50"), _full("resnet50")), (_full("swin_acmix_t"), _full("swin_t"))],
         timing_batches=(1, 32), timing_warmup_s=0.5 if quick else 1.0, timing_measure_s=1.0 if quick else 3.0,
         timing_min_rounds=10,

@@ -20,6 +20,18 @@ from acmix_deploy.gpucheck.plan import make_plan
 from acmix_deploy.gpucheck.report import FAILED, NOT_AVAILABLE, OK, Report, Row
 
 
+PATHS = (
+    "torch-eager", "torch-deploy", "onnx-export", "onnx-passes", "onnxruntime-cpu", "onnxruntime-cuda",
+    "onnxruntime-trt", "onnx-fp16", "tensorrt-build", "tensorrt-run", "tensorrt-refusal", "timing", "train-steps",
+    "torch-compile",
+)
+
+
+def selected(only: list[str] | None, path: str) -> bool:
+    """`only` holds path names or their prefixes ("onnx" selects every onnx-* path); None selects all."""
+    return not only or any(path.startswith(prefix) for prefix in only)
+
+
 @dataclass
 class CheckOptions:
     out_dir: Path
@@ -27,6 +39,7 @@ class CheckOptions:
     quick: bool = False
     budget_s: float | None = None  # default: plan.BUDGET_S
     workdir: Path | None = None  # keep exports here and reuse them in later runs (tests); default: a temp dir
+    only: list[str] | None = None  # run these paths (names or prefixes); the others are "skipped" rows
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -47,14 +60,16 @@ def all_steps(ctx: Context) -> list[Step]:
     return steps + compile_steps(ctx)
 
 
-def execute(ctx: Context, step: Step) -> Row:
+def execute(ctx: Context, step: Step, only: list[str] | None = None) -> Row:
     """One step -> one row; never raises (but lets KeyboardInterrupt through)."""
     from acmix_deploy.errors import first_line
 
     t0 = time.monotonic()
     numbers: dict[str, Any] = {}
     left = ctx.remaining()
-    if ctx.cuda_reason:
+    if not selected(only, step.path):
+        status, reason = NOT_AVAILABLE, f"skipped: not selected by --only {','.join(only or [])}"
+    elif ctx.cuda_reason:
         status, reason = NOT_AVAILABLE, ctx.cuda_reason
     elif left < step.min_s:
         status = NOT_AVAILABLE
@@ -80,6 +95,11 @@ def run_gpu_check(
     """Run the check; the report files exist from the start and are complete when this returns."""
     from acmix_deploy.gpucheck.machine import machine_block
 
+    unknown = [p for p in options.only or [] if not any(path.startswith(p) for path in PATHS)]
+    if unknown:
+        from acmix_deploy.errors import AcmixError
+
+        raise AcmixError(f"--only {', '.join(unknown)} names no path; paths: {', '.join(PATHS)}")
     plan = make_plan(options.device, options.quick, options.budget_s)
     opts = {**options.to_dict(), "budget_s": plan.budget_s}
     report = Report(Path(options.out_dir), opts, machine_block())
@@ -90,7 +110,7 @@ def run_gpu_check(
         ctx = Context(plan, options.device, workdir, time.monotonic() + plan.budget_s,
                       cuda_reason=cuda_problem() if options.device == "cuda" else None)
         for step in all_steps(ctx):
-            row = execute(ctx, step)
+            row = execute(ctx, step, options.only)
             report.add(row)
             if on_row is not None:
                 on_row(row, report)

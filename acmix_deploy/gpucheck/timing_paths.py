@@ -34,7 +34,7 @@ def time_pair(ctx: Context, model: ModelSpec, baseline: ModelSpec, batch: int) -
     cuda = ctx.device == "cuda"
     x = torch.from_numpy(make_images(batch, (model.size, model.size))).to(ctx.device)
     items = [
-        Timed(_callable(ctx.model(spec).deploy, x), cuda=cuda,
+        Timed(_callable(ctx.deploy_form(spec), x), cuda=cuda,
               sync=torch.cuda.synchronize if cuda else None)
         for spec in (model, baseline)
     ]

@@ -25,7 +25,7 @@ PATHS = {
     "torch-eager", "torch-deploy", "torch-compile", "onnx-export", "onnx-passes", "onnxruntime-cpu",
     "onnxruntime-cuda", "onnxruntime-trt", "onnx-fp16", "tensorrt-build", "tensorrt-run", "tensorrt-refusal",
     "timing", "train-steps",
-}
+}  # spelled out here on purpose: a path dropped from run.PATHS must fail this test
 BUDGET = "600"  # the tests check every row; the 60 s default budget would skip rows on a loaded machine
 
 
@@ -151,7 +151,7 @@ def test_injected_parity_error_fails_and_missing_packages_are_not_available(dry,
     onnx-graphsurgeon / onnxconverter-common the passes and fp16 rows say so and the rest still runs."""
     out = tmp_path / "report"
     proc = _shimmed_cli(["doctor", "--gpu-check", "--device", "cpu", "--quick", "-o", str(out), "--budget-s", BUDGET,
-                         "--workdir", str(workdir)], {"ACMIX_GPUCHECK_INJECT": "torch-deploy"})
+                         "--only", "torch,onnx", "--workdir", str(workdir)], {"ACMIX_GPUCHECK_INJECT": "torch-deploy"})
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads((out / "gpu_check.json").read_text())
     rows = _rows(data)
@@ -165,8 +165,9 @@ def test_injected_parity_error_fails_and_missing_packages_are_not_available(dry,
     assert rows[("onnxruntime-cpu", "fp16")]["status"] == NOT_AVAILABLE
     assert rows[("onnxruntime-cpu", "fp32")]["status"] == OK and rows[("torch-deploy", "fp16")]["status"] == OK
     assert rows[("torch-compile", "fp32")]["reason"].startswith("skipped: --quick")
-    if _has_trt():  # built from the export without passes
-        assert rows[("tensorrt-build", "fp32")]["status"] == OK
+    assert {r["path"] for r in data["rows"]} == PATHS  # unselected paths are rows too
+    assert all(r["reason"] == "skipped: not selected by --only torch,onnx" for r in data["rows"]
+               if r["path"].startswith(("tensorrt", "timing", "train")))
     assert "1 failed" in proc.stdout and "Traceback" not in proc.stderr
 
 
@@ -191,6 +192,10 @@ def test_bad_options_are_one_line_errors(tmp_path):
     assert bad_device.returncode == 2 and bad_device.stderr.strip() == "error: --device must be cpu or cuda, got 'tpu'"
     stray = subprocess.run(run + ["--quick"], capture_output=True, text=True)
     assert stray.returncode == 2 and stray.stderr.strip().startswith("error: -o, --quick")
+    only = subprocess.run(run + ["--gpu-check", "--device", "cpu", "--only", "gpu", "-o", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert only.returncode == 2 and only.stderr.strip().startswith("error: --only gpu names no path; paths: torch-eager")
+    assert not (tmp_path / "gpu_check.json").exists()
 
 
 def test_report_rejects_unknown_status_and_renders_markdown(tmp_path):
