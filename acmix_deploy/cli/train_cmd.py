@@ -35,6 +35,8 @@ def train_command(
     img_size: Annotated[Optional[int], typer.Option("--img-size", help="Input size in px \\[default: the model card's].", rich_help_panel=_RECIPE)] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bf16, else fp16 with loss scaling); ignored with a warning on CPU.", rich_help_panel=_RECIPE)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for init, shuffling and augmentation \\[default: 0].", rich_help_panel=_RECIPE)] = None,
+    form: Annotated[Optional[str], typer.Option(help="ResNet-ACmix block form: fast (exact, halo-blocked; default) or reference (the official maths). Same weights and checkpoints.", rich_help_panel=_RECIPE)] = None,
+    compile_: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training forward (needs a C++ compiler on CPU; compiling takes minutes).", rich_help_panel=_RECIPE)] = None,
     workers: Annotated[Optional[int], typer.Option(help="Data loader worker processes per training process \\[default: 2].")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads per process (1 is faster for tiny models and on busy machines) \\[default: torch's].")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a run exactly from its last.pth (the recipe comes from the file).")] = None,
@@ -55,6 +57,7 @@ def train_command(
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "opt": opt, "weight_decay": weight_decay,
         "warmup_epochs": warmup_epochs, "label_smoothing": label_smoothing, "min_scale": min_scale,
         "hflip": hflip, "img_size": img_size, "amp": amp, "seed": seed, "workers": workers, "threads": threads,
+        "form": form, "compile": compile_,
     }
     overrides = {"width": width, "k_att": k_att, "heads": heads, "shift": shift, "window": window,
                  "drop_path_rate": drop_path, "num_classes": num_classes}

@@ -21,6 +21,10 @@ MODEL_OVERRIDES = ("width", "k_att", "heads", "shift", "window", "num_classes", 
 # Options that may differ on resume without changing any number the run computes.
 # (A different thread count may change float summation order: same count for bit-exact resume.)
 RESUME_FREE = ("data", "out", "workers", "threads")
+# Options that may differ on resume but change the numbers by rounding only (the same function,
+# computed another way): the run continues, not bit-exactly, and says so.
+RESUME_ROUNDING = ("form", "compile")
+FORMS = ("fast", "reference")  # ResNet-ACmix block form while training (nn/acmix_train.py)
 
 
 @dataclass
@@ -44,10 +48,14 @@ class TrainConfig:
     workers: int = 2
     threads: int | None = None  # torch intra-op threads per process [default: torch's choice]
     seed: int = 0
+    form: str = "fast"  # "fast": the exact training form of the ACmix blocks; "reference": the official maths
+    compile: bool = False  # torch.compile the training forward
     overrides: dict[str, Any] = field(default_factory=dict)  # model overrides given by the user
 
     def resolved(self) -> TrainConfig:
         """Fill optimizer-dependent defaults and check ranges (one-line errors)."""
+        if self.form not in FORMS:
+            raise AcmixError(f"unknown --form {self.form!r}; choose one of {', '.join(FORMS)}")
         if self.opt not in OPTIMIZERS:
             raise AcmixError(f"unknown optimizer {self.opt!r}; choose one of {', '.join(OPTIMIZERS)}")
         cfg = dataclasses.replace(
@@ -97,10 +105,11 @@ def resumed_config(saved: dict[str, Any], options: dict[str, Any], resume_path: 
     """The saved recipe, with only RESUME_FREE options allowed to change; anything else must agree."""
     fields = _fields()
     base = {k: v for k, v in saved.items() if k in fields}
+    base.setdefault("form", "reference")  # runs saved before the fast form existed trained the reference
     given = {k: v for k, v in options.items() if v is not None}
     conflicts: list[str] = []
     for key, value in given.items():
-        if key in RESUME_FREE:
+        if key in RESUME_FREE or key in RESUME_ROUNDING:
             continue
         if key == "overrides":
             for name, val in value.items():
@@ -113,7 +122,7 @@ def resumed_config(saved: dict[str, Any], options: dict[str, Any], resume_path: 
             f"--resume continues the saved recipe exactly; these options differ from it: {', '.join(conflicts)} "
             "(start a new run with -o to change them)"
         )
-    merged = {**base, **{k: v for k, v in given.items() if k in RESUME_FREE}}
+    merged = {**base, **{k: v for k, v in given.items() if k in RESUME_FREE + RESUME_ROUNDING}}
     if "out" not in given:  # keep writing next to the file being resumed
         merged["out"] = str(Path(resume_path).parent)
     return TrainConfig(**merged).resolved()

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from acmix_deploy.checkpoint import load_into, read_checkpoint, save_checkpoint
 from acmix_deploy.errors import AcmixError
+from acmix_deploy.nn.acmix_train import form_of, to_form
 from acmix_deploy.train import distributed as D
 from acmix_deploy.train.config import TrainConfig, new_config, resumed_config
 from acmix_deploy.train.data import (
@@ -213,6 +214,7 @@ def _train(
     model = create_model(config.model, **overrides)
     if resume is not None:
         load_into(model, resume.state_dict, strict=True)
+    to_form(model, config.form)  # same parameters and keys in either form; draws no random numbers
     pre = Preprocessing.from_dict(model.card.preprocessing())
     model.to(device)
 
@@ -238,6 +240,8 @@ def _train(
     net: nn.Module = model
     if env.distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    if config.compile:
+        net = torch.compile(net)
     optimizer = make_optimizer(model, config.opt, config.lr, config.weight_decay, config.momentum)
     schedule = WarmupCosine(
         optimizer, config.lr, config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch), config.min_lr
@@ -269,11 +273,18 @@ def _train(
             )
             torch.manual_seed(config.seed + start_epoch)
         out.print(f"resuming {resume.path} after epoch {start_epoch}/{config.epochs}")
+        saved = {k: st["config"].get(k, d) for k, d in (("form", "reference"), ("compile", False))}
+        changed = [f"{k} {saved[k]} -> {getattr(config, k)}" for k in saved if saved[k] != getattr(config, k)]
+        if changed:
+            out.print(f"note: {', '.join(changed)}: the same function computed another way; the run continues "
+                      "within rounding, not bit-exactly")
         if start_epoch >= config.epochs:
             out.print(f"the run already finished all {config.epochs} epochs; nothing to do")
 
     where = f"{device}" + (f" x {env.world} processes" if env.distributed else "") + f", {torch.get_num_threads()} threads"
     amp_note = f", amp {str(amp_dtype).removeprefix('torch.')}" if amp_dtype else ""
+    if form_of(model) == "fast" or config.compile:
+        amp_note += f", {form_of(model)} ACmix form" + (", compiled" if config.compile else "")
     out.print(
         f"training {config.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.3f}M params, "
         f"{pre.input_size} px) on {len(train_ds)} train / {len(val_ds)} val images, {len(classes)} classes, "
@@ -395,9 +406,10 @@ def _write_epoch(
 ) -> None:
     """Rank 0: best.pth (if improved), last.pth, metrics.csv, curves.png; each one atomic."""
     data = {"train_images": train_count, "val_images": val_count, "data": str(config.data)}
+    form = form_of(model)  # the block form the weights were trained with (either form loads them)
     if improved:
         save_checkpoint(model, out_dir / BEST, classes=classes,
-                        extra={"metrics": dict(row), "epoch": row["epoch"], "dataset": data})
+                        extra={"metrics": dict(row), "epoch": row["epoch"], "dataset": data, "form": form})
     state = {
         "config": config.to_dict(),
         "classes": classes,
@@ -412,7 +424,7 @@ def _write_epoch(
         "steps_per_epoch": steps_per_epoch,
     }
     save_checkpoint(model, out_dir / LAST, classes=classes,
-                    extra={"train": state, "metrics": dict(row), "epoch": row["epoch"], "dataset": data})
+                    extra={"train": state, "metrics": dict(row), "epoch": row["epoch"], "dataset": data, "form": form})
     write_metrics_csv(history, out_dir / METRICS)
     plot_curves(history, out_dir / CURVES, title=f"{config.model} on {Path(config.data).name}")
 
