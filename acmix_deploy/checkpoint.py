@@ -195,6 +195,10 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = T
     """Load weights; a strict mismatch raises with the list of keys, a non-strict one loads what fits.
     Swin relative position tables trained for another window are resized first (a note in the report)."""
     state, resized = resize_relative_position_tables(model, state)
+    adapt = getattr(model, "adapt_state_dict", None)  # a family's own resizing (PVT position embeddings)
+    if adapt is not None:
+        state, notes = adapt(state)
+        resized = resized + notes
     report = compare_keys(model, state)
     report.resized = resized
     if not report.ok and strict:

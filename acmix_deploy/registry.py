@@ -120,6 +120,11 @@ _OVERRIDES = {
         "window": "window_size", "heads": "num_heads", "shift": "shift", "depths": "depths",
         "drop_path_rate": "drop_path_rate", "in_chans": "in_chans", "patch_size": "patch_size",
     },
+    "pvt": {
+        "num_classes": "num_classes", "img_size": "img_size", "embed_dims": "embed_dims", "heads": "num_heads",
+        "depths": "depths", "sr_ratios": "sr_ratios", "mlp_ratios": "mlp_ratios", "shift": "shift",
+        "fc_bias": "fc_bias", "drop_path_rate": "drop_path_rate", "in_chans": "in_chans",
+    },
 }
 
 
@@ -140,6 +145,10 @@ def _build(card: ModelCard, overrides: dict[str, Any]) -> nn.Module:
         args[table[key]] = value
     if card.arch == "resnet":
         return ResNet(**args)
+    if card.arch == "pvt":
+        from acmix_deploy.archs.pvt import PyramidVisionTransformer
+
+        return PyramidVisionTransformer(**args)
     return SwinTransformer(**args)
 
 

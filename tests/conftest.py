@@ -13,6 +13,8 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 SMALL = {
     "resnet": dict(width=16, k_att=3, img_size=64, num_classes=10),
     "swin": dict(width=32, heads=2, window=4, img_size=64, num_classes=10),
+    # head_dim 8; stages 1-2 take the folded-fc deploy path, 3-4 the unfolded one
+    "pvt": dict(embed_dims=[8, 16, 40, 64], heads=[1, 2, 5, 8], depths=[1, 1, 1, 1], img_size=64, num_classes=10),
 }
 
 

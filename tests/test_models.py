@@ -22,10 +22,15 @@ PARAMS = {
     "resnet50": 25_557_032,
     "swin_t": 28_288_354,
     "swin_s": 49_606_258,
+    # shared/SAN_PVT.md: PVT v1 and PVT-ACmix (our definition)
+    "pvt_t": 13_229_288,
+    "pvt_s": 24_485_864,
+    "pvt_acmix_t": 13_396_128,
+    "pvt_acmix_s": 24_824_755,
 }
 
 
-def test_registry_lists_ten_models():
+def test_registry_lists_every_counted_model():
     assert list_models() == sorted(PARAMS)
 
 

@@ -29,6 +29,36 @@ CONV_CHILDREN = ("fc", "dep_conv", "conv_path")
 # A module is an ACmix block when it has one of these children (they exist in no plain ResNet/Swin).
 BLOCK_MARKERS = ("dep_conv", "conv_path", "attention", "attn_path", "local_attn")
 
+# Families add their own part names (archs/<family>_parts.py calls register_parts; loaded on first use).
+_FAMILIES_LOADED = False
+
+
+def register_parts(stage1: Iterable[str] = (), attention: Iterable[str] = (), conv: Iterable[str] = (),
+                   markers: Iterable[str] = ()) -> None:
+    """Additive hook for a model family: more child names per category, and more block markers."""
+    global STAGE1_CHILDREN, ATTENTION_CHILDREN, CONV_CHILDREN, BLOCK_MARKERS
+    STAGE1_CHILDREN = tuple(dict.fromkeys((*STAGE1_CHILDREN, *stage1)))
+    ATTENTION_CHILDREN = tuple(dict.fromkeys((*ATTENTION_CHILDREN, *attention)))
+    CONV_CHILDREN = tuple(dict.fromkeys((*CONV_CHILDREN, *conv)))
+    BLOCK_MARKERS = tuple(dict.fromkeys((*BLOCK_MARKERS, *markers)))
+
+
+def _load_families() -> None:
+    """Import every acmix_deploy/archs/*_parts.py (torch-free tables) once, so they register."""
+    global _FAMILIES_LOADED
+    if _FAMILIES_LOADED:
+        return
+    _FAMILIES_LOADED = True
+    import importlib
+    import pkgutil
+
+    import acmix_deploy.archs as archs
+
+    for info in pkgutil.iter_modules(archs.__path__):
+        if info.name.endswith("_parts"):
+            importlib.import_module(f"acmix_deploy.archs.{info.name}")
+
+
 _MODULE_COMPONENT = re.compile(r"^[a-z_0-9][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 
 
@@ -61,6 +91,7 @@ def find_blocks(paths: Iterable[str]) -> list[str]:
     Only the outermost marker of a path counts: in "P.conv_path.dep_conv" the block is P, not
     P.conv_path.
     """
+    _load_families()
     out: dict[str, None] = {}
     for path in paths:
         comps = path.split(".") if path else []
@@ -78,6 +109,7 @@ def classify(path: str, blocks: Iterable[str]) -> tuple[str | None, str]:
     the first component below it: stage I (conv1/conv2/conv3, or a fused qkv), attention path,
     conv path (fc, dep_conv, conv_path), else rest. Paths outside every block: (None, "rest").
     """
+    _load_families()
     best = None
     for block in blocks:
         if (path == block or path.startswith(block + ".")) and (best is None or len(block) > len(best)):

@@ -305,6 +305,12 @@ def switch_to_deploy(model: nn.Module, img_size: int | None = None, **options: A
         from acmix_deploy.nn.swin_deploy import switch_swin_to_deploy
 
         return switch_swin_to_deploy(deployed, **options)
+    from acmix_deploy.archs.pvt import PyramidVisionTransformer
+
+    if isinstance(deployed, PyramidVisionTransformer):
+        from acmix_deploy.nn.pvt_deploy import switch_pvt_to_deploy
+
+        return switch_pvt_to_deploy(deployed, img_size, **options)
     blocks = [(n, m) for n, m in deployed.named_modules() if isinstance(m, ACmix)]
     if not blocks:
         return deployed

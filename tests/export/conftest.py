@@ -23,6 +23,10 @@ EXPORT_OPTIONS: dict[str, dict[str, Any]] = {
     "resnet50": {},
     "swin_t": {},
     "swin_s": {},
+    "pvt_t": {},
+    "pvt_s": {"batch": 2},
+    "pvt_acmix_t": {"features": True},
+    "pvt_acmix_s": {"optimize": True},
 }
 
 

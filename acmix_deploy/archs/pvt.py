@@ -1,0 +1,219 @@
+"""Pyramid Vision Transformer v1 (PVT-T / PVT-S) and PVT-ACmix, with whai362/PVT's key names.
+
+Keys: patch_embed{i}.proj / .norm, pos_embed{i}, block{i}.{j}.norm1 / attn.* / norm2 / mlp.fc1 / fc2,
+norm, cls_token, head (classification/pvt.py), so state dicts of the original code load strictly into
+`acmix=False` models. The attention (and the ACmix conv path) is acmix_deploy.nn.pvt_attention.
+
+Input sizes. Position embeddings are sized for `img_size` (stage grids img_size / 4, / 8, / 16, / 32,
+as the original builds them). At another input size they are resized bilinearly on the fly, as the
+original forward does; a checkpoint whose embeddings were trained at another size is resized the
+same way when it is loaded (a note in the load report). The smallest input is 32 px (every stage
+grid at least one token, the stage-1 reduction window fits). PVT-ACmix upsamples k and v from the
+reduced grid by the ratio r, so there every stage grid must be divisible by its ratio: with the
+default ratios [8, 4, 2, 1] that means multiples of 32; other sizes are refused with one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from acmix_deploy.archs.swin import DropPath, Mlp
+from acmix_deploy.errors import AcmixError
+from acmix_deploy.nn.pvt_attention import SRAttention
+
+BLOCK_EPS = 1e-6  # the original's norm_layer = partial(nn.LayerNorm, eps=1e-6); PatchEmbed.norm keeps 1e-5
+
+
+class PVTBlock(nn.Module):
+    """x + attn(norm1(x)); x + mlp(norm2(x)) (pre-norm transformer block)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, sr_ratio: int, drop_path: float, acmix: bool,
+                 shift: str, fc_bias: bool):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=BLOCK_EPS)
+        self.attn = SRAttention(dim, heads, sr_ratio, True, acmix, shift, fc_bias)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=BLOCK_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), h, w))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PVTPatchEmbed(nn.Module):
+    """Conv2d with kernel = stride = patch, then LayerNorm: (B, C, H, W) -> rows (B, H' * W', C')."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        x = self.proj(x)
+        h, w = x.shape[-2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), int(h), int(w)
+
+
+def stage_grids(size: int, patch_size: int = 4, n_stages: int = 4) -> list[int]:
+    """Token grid side of every stage for an input side `size` (floors, as the strided convs give)."""
+    grids = [size // patch_size]
+    for _ in range(n_stages - 1):
+        grids.append(grids[-1] // 2)
+    return grids
+
+
+def resize_pos_embed(pos: torch.Tensor, src: tuple[int, int], dst: tuple[int, int]) -> torch.Tensor:
+    """(1, src_h * src_w, C) -> (1, dst_h * dst_w, C), bilinear (align_corners=False), as the original."""
+    grid = pos.reshape(1, src[0], src[1], -1).permute(0, 3, 1, 2)
+    return F.interpolate(grid, size=dst, mode="bilinear").reshape(1, -1, dst[0] * dst[1]).permute(0, 2, 1)
+
+
+class PyramidVisionTransformer(nn.Module):
+    """PVT v1 (`acmix=False`, whai362/PVT keys) or PVT-ACmix (shared/SAN_PVT.md)."""
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 4,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dims: Sequence[int] = (64, 128, 320, 512),
+        num_heads: Sequence[int] = (1, 2, 5, 8),
+        mlp_ratios: Sequence[float] = (8, 8, 4, 4),
+        depths: Sequence[int] = (2, 2, 2, 2),
+        sr_ratios: Sequence[int] = (8, 4, 2, 1),
+        drop_path_rate: float = 0.1,
+        acmix: bool = False,
+        shift: str = "group",
+        fc_bias: bool = True,
+    ):
+        super().__init__()
+        n = len(depths)
+        if not (len(embed_dims) == len(num_heads) == len(mlp_ratios) == len(sr_ratios) == n):
+            raise AcmixError("PVT embed_dims, num_heads, mlp_ratios, sr_ratios and depths need one value per stage")
+        if sr_ratios[-1] != 1:
+            raise AcmixError("PVT's last stage carries the cls token and needs sr_ratio 1")
+        self.num_stages, self.patch_size, self.sr_ratios, self.acmix = n, patch_size, list(sr_ratios), acmix
+        self.img_size, self.num_classes = img_size, num_classes
+        self.min_size = self._min_size()
+        self.check_size(img_size)
+        self.pos_grids = stage_grids(img_size, patch_size, n)
+        dpr = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]  # linspace(0, rate)
+        self.feature_channels = list(embed_dims)
+        cur = 0
+        for i in range(n):
+            embed = PVTPatchEmbed(patch_size if i == 0 else 2, in_chans if i == 0 else embed_dims[i - 1], embed_dims[i])
+            tokens = self.pos_grids[i] ** 2 + (1 if i == n - 1 else 0)
+            blocks = nn.ModuleList(
+                PVTBlock(embed_dims[i], num_heads[i], mlp_ratios[i], sr_ratios[i], dpr[cur + j], acmix, shift, fc_bias)
+                for j in range(depths[i])
+            )
+            cur += depths[i]
+            setattr(self, f"patch_embed{i + 1}", embed)
+            setattr(self, f"pos_embed{i + 1}", nn.Parameter(torch.zeros(1, tokens, embed_dims[i])))
+            setattr(self, f"block{i + 1}", blocks)
+        self.norm = nn.LayerNorm(embed_dims[-1], eps=BLOCK_EPS)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims[-1]))
+        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        for i in range(n):
+            nn.init.trunc_normal_(getattr(self, f"pos_embed{i + 1}"), std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------ input sizes
+    def _min_size(self) -> int:
+        """Smallest side with every stage grid >= 1 token and >= the stage's reduction ratio."""
+        size = 1
+        while not self._size_ok(size, divisible=False):
+            size += 1
+        return size
+
+    def _size_ok(self, size: int, divisible: bool) -> bool:
+        grids = stage_grids(size, self.patch_size, self.num_stages)
+        if any(g < max(r, 1) for g, r in zip(grids, self.sr_ratios)):
+            return False
+        return not divisible or all(g % r == 0 for g, r in zip(grids, self.sr_ratios))
+
+    def check_size(self, size: int) -> None:
+        """One-line refusal of sizes below the minimum and, for PVT-ACmix, of grids not divisible by r."""
+        if size < self.min_size:
+            raise AcmixError(f"input size {size} px is below the minimum of {self.min_size} px for this model")
+        if self.acmix and not self._size_ok(size, divisible=True):
+            step = self.patch_size * 2 ** (self.num_stages - 1)
+            raise AcmixError(
+                f"PVT-ACmix input size {size} px: every stage grid must be divisible by its spatial-reduction "
+                f"ratio {self.sr_ratios}; use a multiple of {step} px (e.g. {max(step, size // step * step)})"
+            )
+
+    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Position embeddings trained at another input size, resized bilinearly to this model's grids."""
+        out, notes = dict(state), []
+        for i in range(self.num_stages):
+            key = f"pos_embed{i + 1}"
+            own, value = getattr(self, key), state.get(key)
+            if value is None or value.shape == own.shape or value.ndim != 3 or value.shape[2] != own.shape[2]:
+                continue
+            cls = 1 if i == self.num_stages - 1 else 0
+            side = int(round((value.shape[1] - cls) ** 0.5))
+            if side * side != value.shape[1] - cls:
+                continue
+            dst = self.pos_grids[i]
+            resized = resize_pos_embed(value[:, cls:].float(), (side, side), (dst, dst)).to(value.dtype)
+            out[key] = torch.cat([value[:, :cls], resized], dim=1).contiguous()
+            notes.append(f"resized: {key} from a {side}x{side} to a {dst}x{dst} grid (bilinear)")
+        return out, notes
+
+    # ------------------------------------------------------------------ forward
+    def _pos_embed(self, i: int, h: int, w: int) -> torch.Tensor:
+        pos = getattr(self, f"pos_embed{i + 1}")
+        g = self.pos_grids[i]
+        if (h, w) == (g, g):
+            return pos
+        if i == self.num_stages - 1:
+            return torch.cat([pos[:, :1], resize_pos_embed(pos[:, 1:], (g, g), (h, w))], dim=1)
+        return resize_pos_embed(pos, (g, g), (h, w))
+
+    def _stages(self, x: torch.Tensor):
+        """Yield (tokens, h, w) after every stage; the last stage's rows start with the cls token."""
+        for side in sorted({int(x.shape[-2]), int(x.shape[-1])}):
+            self.check_size(side)
+        b = x.shape[0]
+        for i in range(self.num_stages):
+            tokens, h, w = getattr(self, f"patch_embed{i + 1}")(x)
+            if i == self.num_stages - 1:
+                tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
+            tokens = tokens + self._pos_embed(i, h, w)
+            for blk in getattr(self, f"block{i + 1}"):
+                tokens = blk(tokens, h, w)
+            yield tokens, h, w
+            if i != self.num_stages - 1:
+                x = tokens.transpose(1, 2).reshape(b, -1, h, w)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four stage outputs as (B, C, H, W) maps (the last without its cls token)."""
+        feats = []
+        for tokens, h, w in self._stages(x):
+            rows = tokens[:, tokens.shape[1] - h * w :]
+            feats.append(rows.transpose(1, 2).reshape(rows.shape[0], -1, h, w))
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for tokens, _, _ in self._stages(x):
+            pass
+        return self.head(self.norm(tokens)[:, 0])

@@ -1,0 +1,166 @@
+"""Deploy form of PVT / PVT-ACmix blocks: the same function as nn/pvt_attention.py, shaped for engines.
+
+* The attention scale folds into q (and inversely into the ACmix fc's q weights); rate1 folds into
+  proj, rate2 into fc (the conv path is linear after q, k, v).
+* The ACmix fc is split by linearity: its q part runs on the full grid, its k / v part (and its bias)
+  on the r x r reduced grid, and only that 9-map result is upsampled, by Expand + Reshape of static
+  shapes (no Resize, no gather): fc(q, up(k), up(v)) = fc_q(q) + up(fc_kv(k, v)) exactly, because
+  nearest upsampling repeats pixels.
+* Spatial shapes are constants of the input size given at conversion (no data-dependent shapes).
+
+Submodule names feed the profile's block classifier (acmix_deploy/archs/pvt_parts.py): q, sr, norm,
+kv (stage I), attention, conv_path.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from acmix_deploy.archs.pvt import PVTBlock, PyramidVisionTransformer, stage_grids
+from acmix_deploy.nn.pvt_attention import SRAttention
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+    lin.weight.data.copy_(weight)
+    if bias is not None:
+        lin.bias.data.copy_(bias)
+    return lin
+
+
+class PVTAttentionPath(nn.Module):
+    """softmax(q k^T) v over all heads, then proj (rate1 folded): (B, N, C), (B, N', 2C) -> (B, N, C)."""
+
+    def __init__(self, ref: SRAttention, out_scale: float):
+        super().__init__()
+        self.heads, self.head_dim = ref.num_heads, ref.head_dim
+        self.proj = _linear(ref.proj.weight.detach() * out_scale, ref.proj.bias.detach() * out_scale)
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        b, n, c = q.shape
+        nh, hd = self.heads, self.head_dim
+        q = q.reshape(b, n, nh, hd).transpose(1, 2)
+        k, v = kv.reshape(b, -1, 2, nh, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        out = torch.matmul(torch.matmul(q, k.transpose(-1, -2)).softmax(dim=-1), v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class PVTConvPath(nn.Module):
+    """The ACmix conv path from q rows (pre-scaled) and the reduced kv rows -> (B, H * W, C) rows.
+
+    The pieces go to dep_conv's group order (channel d * pieces + j) with one permute of the rows.
+    Where fc does not reduce the channels (3 * heads <= 9: PVT-T/S stages 1-2) it is folded into
+    dep_conv (fewer MACs, no fc): the conv reads q and the upsampled k, v pieces directly, and the fc
+    bias, which the reference adds before the zero-padded dep_conv, becomes the constant map
+    dep_conv(bias). Elsewhere fc runs as one batched MatMul per head_dim channel, its k / v part on the
+    reduced grid, and only its 9 maps are upsampled.
+    """
+
+    def __init__(self, ref: SRAttention, h: int, w: int, q_scale: float):
+        super().__init__()
+        nh, hd, r = ref.num_heads, ref.head_dim, ref.sr_ratio
+        self.heads, self.head_dim, self.h, self.w, self.r = nh, hd, h, w, r
+        rate2 = ref.rate2.detach().double()
+        fc_w = ref.fc.weight.detach().double().reshape(9, 3 * nh) * rate2
+        fc_w[:, :nh] /= q_scale
+        fc_b = ref.fc.bias.detach().double() * rate2 if ref.fc.bias is not None else torch.zeros(9, dtype=torch.float64)
+        dtype = ref.q.weight.dtype
+        kernel = ref.dep_conv.weight.detach().double()  # (C, 9, 3, 3)
+        self.fold_fc = 3 * nh <= 9
+        pieces = 3 * nh if self.fold_fc else 9
+        self.dep_conv = nn.Conv2d(pieces * hd, ref.dim, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
+        if self.fold_fc:
+            self.dep_conv.weight.data.copy_(torch.einsum("ojyx,ji->oiyx", kernel, fc_w).to(dtype))
+            bias_in = fc_b.reshape(1, 1, 9, 1, 1).expand(1, hd, 9, h, w).reshape(1, 9 * hd, h, w)
+            bias_map = F.conv2d(bias_in, kernel, padding=1, groups=hd)
+            self.register_buffer("conv_bias", bias_map.to(dtype).contiguous(), persistent=False)
+        else:
+            self.dep_conv.weight.data.copy_(kernel.to(dtype))
+            self.fc_q = nn.Parameter(fc_w[:, :nh].to(dtype))  # (9, heads)
+            self.fc_kv = nn.Parameter(fc_w[:, nh:].to(dtype))  # (9, 2 heads)
+            self.fc_bias = nn.Parameter(fc_b.reshape(9, 1).to(dtype))
+
+    def _upsample(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, hd, P, Hr * Wr) -> (B, hd, P, H * W): nearest by r, as Expand + Reshape of static shapes."""
+        b, hd, p, _ = x.shape
+        r, hr, wr = self.r, self.h // self.r, self.w // self.r
+        if r == 1:
+            return x
+        x = x.reshape(b, hd * p, hr, 1, wr, 1).expand(b, hd * p, hr, r, wr, r)
+        return x.reshape(b, hd, p, self.h * self.w)
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        nh, hd, h, w, r = self.heads, self.head_dim, self.h, self.w, self.r
+        b = q.shape[0]
+        nr = (h // r) * (w // r)
+        q = q[:, q.shape[1] - h * w :].reshape(b, h * w, nh, hd).permute(0, 3, 2, 1)  # (B, hd, heads, HW)
+        kv = kv[:, kv.shape[1] - nr :].reshape(b, nr, 2 * nh, hd).permute(0, 3, 2, 1)  # (B, hd, 2 heads, Nr)
+        if self.fold_fc:
+            maps = torch.cat([q, self._upsample(kv)], dim=2).reshape(b, 3 * nh * hd, h, w)
+            out = self.dep_conv(maps) + self.conv_bias
+        else:
+            f = torch.matmul(self.fc_q, q) + self._upsample(torch.matmul(self.fc_kv, kv) + self.fc_bias)
+            out = self.dep_conv(f.reshape(b, 9 * hd, h, w))
+        return out.flatten(2).transpose(1, 2)
+
+
+class SRAttentionDeploy(nn.Module):
+    """Spatial-reduction attention (plus the ACmix conv path) for a fixed H x W grid; rows in, rows out."""
+
+    def __init__(self, ref: SRAttention, h: int, w: int):
+        super().__init__()
+        scale = float(ref.scale)
+        self.h, self.w, self.sr_ratio = h, w, ref.sr_ratio
+        self.q = _linear(ref.q.weight.detach() * scale, None if ref.q.bias is None else ref.q.bias.detach() * scale)
+        if ref.sr_ratio > 1:
+            self.sr, self.norm = ref.sr, ref.norm
+        self.kv = ref.kv
+        rate1 = float(ref.rate1.detach()) if ref.acmix else 1.0
+        self.attention = PVTAttentionPath(ref, rate1)
+        self.conv_path = PVTConvPath(ref, h, w, scale) if ref.acmix else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.q(x)
+        if self.sr_ratio > 1:
+            b, _, c = x.shape
+            reduced = self.sr(x.transpose(1, 2).reshape(b, c, self.h, self.w)).flatten(2).transpose(1, 2)
+            kv = self.kv(self.norm(reduced))
+        else:
+            kv = self.kv(x)
+        out = self.attention(q, kv)
+        if self.conv_path is None:
+            return out
+        conv = self.conv_path(q, kv)
+        cls = out.shape[1] - self.h * self.w
+        if cls:
+            conv = F.pad(conv, (0, 0, cls, 0))
+        return out + conv
+
+
+class PVTBlockDeploy(nn.Module):
+    """A PVT block with the deploy attention; drop path is the identity at inference."""
+
+    def __init__(self, ref: PVTBlock, h: int, w: int):
+        super().__init__()
+        self.norm1, self.norm2, self.mlp = ref.norm1, ref.norm2, ref.mlp
+        self.attn = SRAttentionDeploy(ref.attn, h, w)
+
+    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def switch_pvt_to_deploy(model: PyramidVisionTransformer, img_size: int, **options) -> PyramidVisionTransformer:
+    """Replace every PVT block of `model` (already a private copy) by its deploy form for `img_size`."""
+    if options:
+        raise TypeError(f"PVT deploy takes no options, got {', '.join(sorted(options))}")
+    model.check_size(img_size)
+    grids = stage_grids(img_size, model.patch_size, model.num_stages)
+    for i, g in enumerate(grids):
+        blocks = getattr(model, f"block{i + 1}")
+        setattr(model, f"block{i + 1}", nn.ModuleList(
+            PVTBlockDeploy(b, g, g).to(b.norm1.weight.device) for b in blocks
+        ))
+    return model
