@@ -140,6 +140,8 @@ def _model_files(config: Any) -> list[str]:
     files = [config.default_model_filename or DEFAULT_FILES.get(kind, "model.onnx")]
     if config.cc_model_filenames:
         files = list(config.cc_model_filenames.values())
+    if "artifact_file" in config.parameters:  # the ONNX file a python-backend model opens
+        files.append(config.parameters["artifact_file"].string_value)
     return files
 
 
@@ -181,6 +183,6 @@ def _validate_files(config: Any, model_dir: Path, num_classes: int | None, where
         if not label_file.is_file():
             raise AcmixError(f"{where}: label file {label_file} is missing")
         lines = label_file.read_text().splitlines()
-        expected = num_classes if num_classes is not None else (out.dims[-1] if len(out.dims) else None)
-        if expected is not None and len(lines) != expected:
-            raise AcmixError(f"{where}: label file {label_file.name} has {len(lines)} lines for {expected} classes")
+        for expected in (num_classes, out.dims[-1] if len(out.dims) and out.dims[-1] > 0 else None):
+            if expected is not None and len(lines) != expected:
+                raise AcmixError(f"{where}: label file {label_file.name} has {len(lines)} lines for {expected} classes")
