@@ -18,6 +18,7 @@ from acmix_deploy.cli import convert_fp16_cmd, quantize_int8_cmd, build_trt_cmd,
 from acmix_deploy.cli import bench_cmd  # noqa: E402,F401
 from acmix_deploy.cli import profile_cmd  # noqa: E402,F401
 from acmix_deploy.cli import data_cmd, train_cmd, eval_cmd  # noqa: E402,F401
+from acmix_deploy.cli import triton_repo_cmd, serve_cmd, loadtest_cmd  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

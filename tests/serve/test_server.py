@@ -1,0 +1,205 @@
+"""The bundled tritonserver on a repository written by triton-repo (--backend python --ensemble),
+on 127.0.0.1 with ports chosen free at run time: outputs over HTTP and gRPC against a direct ONNX
+Runtime run, the ensemble against `acmix-deploy eval`, bad requests, 200 concurrent requests."""
+
+from __future__ import annotations
+
+import io
+import re
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.serve.conftest import CLASSES, SIZE, group_gone, needs_server, ort_logits, port_free
+
+pytestmark = needs_server
+NAME = "resnet_acmix26"
+
+
+@pytest.fixture(scope="module")
+def served(tiny_onnx, tmp_path_factory):
+    from acmix_deploy.serve.repository import RepoOptions, triton_repo
+    from acmix_deploy.serve.server import TritonServer
+
+    repo = tmp_path_factory.mktemp("repo") / "models"
+    triton_repo([tiny_onnx], repo, RepoOptions(backend="python", ensemble=True, threads=1, max_batch_size=8))
+    server = TritonServer(repo).start(ready_timeout_s=180)
+    try:
+        yield server
+    finally:
+        pgid = server.process.pid
+        server.stop()
+        assert group_gone(pgid), "tritonserver or a python stub outlived stop()"
+        for port in (server.http_port, server.grpc_port, server.metrics_port):
+            assert port_free(port), f"port {port} still taken after stop()"
+
+
+def _http(server):
+    import tritonclient.http as httpclient
+
+    return httpclient, httpclient.InferenceServerClient(server.url, network_timeout=60)
+
+
+def _infer_http(server, x, model=NAME):
+    httpclient, client = _http(server)
+    item = httpclient.InferInput("images", list(x.shape), "FP32")
+    item.set_data_from_numpy(x)
+    return client.infer(model, [item]).as_numpy("logits")
+
+
+def _images(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, SIZE, SIZE)).astype(np.float32)
+
+
+def test_http_and_grpc_equal_onnxruntime(served, tiny_onnx):
+    import tritonclient.grpc as grpcclient
+
+    from acmix_deploy.parity import compare
+
+    x = _images(5, 0)
+    reference = ort_logits(tiny_onnx, x)
+    via_http = _infer_http(served, x)
+    client = grpcclient.InferenceServerClient(served.grpc_url)
+    item = grpcclient.InferInput("images", list(x.shape), "FP32")
+    item.set_data_from_numpy(x)
+    via_grpc = client.infer(NAME, [item], client_timeout=60).as_numpy("logits")
+    client.close()
+    for got in (via_http, via_grpc):
+        result = compare(reference, got, name="served logits")
+        assert result.passed, result.line()
+        assert result.max_abs <= 1e-4 * result.ref_scale
+
+
+def _encoded(path) -> bytes:
+    return path.read_bytes()
+
+
+def _classify(server, blobs: list[bytes], k: int = 0):
+    httpclient, client = _http(server)
+    data = np.array([[b] for b in blobs], dtype=object)
+    item = httpclient.InferInput("image", list(data.shape), "BYTES")
+    item.set_data_from_numpy(data)
+    outputs = [httpclient.InferRequestedOutput("logits", class_count=k)] if k else None
+    result = client.infer(f"{NAME}_classify", [item], outputs=outputs)
+    return result.as_numpy("logits")
+
+
+def test_ensemble_top1_equals_eval_on_digits(served, tiny_onnx, digits_root):
+    from acmix_deploy.evaluate import evaluate
+    from acmix_deploy.train.data import ImageFolder, split_dir
+
+    report = evaluate([str(tiny_onnx)], digits_root, batch_size=64)
+    eval_top1 = report.results[0].top1_pred
+    files = [p for p, _ in ImageFolder(split_dir(digits_root, "val")).samples]
+    assert len(files) == len(eval_top1) == 360
+    served_top1 = []
+    for i in range(0, len(files), 8):
+        served_top1.append(_classify(served, [_encoded(f) for f in files[i:i + 8]]).argmax(1))
+    served_top1 = np.concatenate(served_top1)
+    assert np.array_equal(served_top1, eval_top1), f"{int((served_top1 != eval_top1).sum())} of 360 differ"
+    # the classification extension: top-k labels from the label file the ensemble carries
+    labels = _classify(served, [_encoded(f) for f in files[:4]], k=3)
+    assert labels.shape == (4, 3)
+    assert [CLASSES[int(v)] for v in served_top1[:4]] == [row[0].decode().split(":")[2] for row in labels]
+
+
+def test_preprocess_model_equals_eval_transform(served, digits_root):
+    """The self-contained model.py (numpy + Pillow) gives the toolkit's eval tensors for the same bytes."""
+    from PIL import Image
+
+    import tritonclient.http as httpclient
+
+    from acmix_deploy.serve.repository import inspect_onnx
+    from acmix_deploy.train.data import Preprocessing, eval_transform
+
+    rng = np.random.default_rng(3)
+    blobs = []
+    for shape, fmt in (((37, 23, 3), "JPEG"), ((16, 40, 3), "PNG"), ((20, 20, 3), "PNG")):
+        buf = io.BytesIO()
+        Image.fromarray((rng.random(shape) * 255).astype(np.uint8)).save(buf, fmt)
+        blobs.append(buf.getvalue())
+    blobs.append(next((digits_root / "val" / "3").iterdir()).read_bytes())
+    pre = Preprocessing.from_dict(inspect_onnx(next(served.repository.glob(f"{NAME}/1/model.onnx"))).preprocessing)
+    expected = np.stack([eval_transform(Image.open(io.BytesIO(b)).convert("RGB"), pre) for b in blobs])
+    data = np.array([[b] for b in blobs], dtype=object)
+    item = httpclient.InferInput("image", list(data.shape), "BYTES")
+    item.set_data_from_numpy(data)
+    got = httpclient.InferenceServerClient(served.url).infer(f"{NAME}_preprocess", [item]).as_numpy("images")
+    assert got.shape == expected.shape == (4, 3, SIZE, SIZE)
+    assert np.array_equal(got, expected)
+
+
+def _error(call) -> str:
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as info:
+        call()
+    return str(info.value)
+
+
+def test_bad_requests_get_clear_errors_and_server_keeps_answering(served, tiny_onnx):
+    httpclient, client = _http(served)
+
+    def send(array, dtype="FP32", model=NAME):
+        item = httpclient.InferInput("images", list(array.shape), dtype)
+        item.set_data_from_numpy(array)
+        return client.infer(model, [item])
+
+    assert re.search(r"unexpected shape|shape", _error(lambda: send(_images(1, 0)[:, :, :19, :19])))
+    assert re.search(r"data-type|datatype|FP64", _error(lambda: send(_images(1, 0).astype(np.float64), "FP64")))
+    assert re.search(r"batch", _error(lambda: send(_images(9, 0))), re.I)  # max_batch_size is 8
+    assert re.search(r"unknown model|not found", _error(lambda: send(_images(1, 0), model="no_such_model")))
+    garbage = _error(lambda: _classify(served, [b"\x00\xffnot an image"]))
+    assert "cannot decode the image" in garbage
+    empty = np.zeros((0, 3, SIZE, SIZE), np.float32)
+    try:  # an empty batch: an error, or an empty answer; never a crash
+        out = send(empty).as_numpy("logits")
+        assert out.shape == (0, 10)
+    except Exception as exc:  # noqa: BLE001 - InferenceServerException with Triton's message
+        assert str(exc)
+    x = _images(3, 7)
+    assert np.allclose(_infer_http(served, x), ort_logits(tiny_onnx, x), rtol=0, atol=1e-4)
+
+
+def test_200_concurrent_requests_are_correct_and_batched(served, tiny_onnx):
+    from acmix_deploy.parity import compare
+
+    x = _images(200, 11)
+    reference = ort_logits(tiny_onnx, x)
+    before = _batch_counts(served)
+
+    got = np.stack(asyncio.run(_concurrent(served, x)))
+    result = compare(reference, got, name="200 concurrent")
+    assert result.passed, result.line()
+    after = _batch_counts(served)
+    formed = {b: after.get(b, 0) - before.get(b, 0) for b in after}
+    assert sum(b * n for b, n in formed.items()) == 200
+    assert max(b for b, n in formed.items() if n) > 1, f"no dynamic batch formed: {formed}"
+    x = _images(2, 12)
+    assert np.allclose(_infer_http(served, x), ort_logits(tiny_onnx, x), rtol=0, atol=1e-4)
+
+
+def _batch_counts(server) -> dict[int, int]:
+    _, client = _http(server)
+    stats = client.get_inference_statistics(NAME)
+    return {int(r["batch_size"]): int(r["compute_infer"]["count"]) for r in stats["model_stats"][0]["batch_stats"]}
+
+
+async def _concurrent(server, x: np.ndarray) -> list[np.ndarray]:
+    """All of x's samples as separate requests, all in flight at once (one connection each), bounded in time."""
+    import tritonclient.http as httpclient
+    import tritonclient.http.aio as aio
+
+    client = aio.InferenceServerClient(server.url, conn_limit=len(x))
+
+    async def one(i: int) -> np.ndarray:
+        item = httpclient.InferInput("images", [1, 3, SIZE, SIZE], "FP32")
+        item.set_data_from_numpy(x[i:i + 1])
+        result = await asyncio.wait_for(client.infer(NAME, [item]), 120)
+        return result.as_numpy("logits")[0]
+
+    try:
+        return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(len(x)))), 300)
+    finally:
+        await client.close()
