@@ -483,7 +483,6 @@ def export_onnx(
     reference, deployed, settled = reference_and_deploy(model_name, loaded, build, deploy_options)
     card = reference.card
     size = int(card.input_size)
-    recorded = output is None
     dest = Path(output) if output is not None else ws.default_path(
         model_name, default_filename(model_name, size, batch, dynamic_batch, features), workspace
     )
@@ -527,11 +526,13 @@ def export_onnx(
             raise ParityError(f"ONNX output differs from the PyTorch reference, nothing written: {failed}")
     write_bytes_atomic(dest, data)
     result.sha256 = hashlib.sha256(data).hexdigest()
-    if recorded:
+    if ws.is_inside(dest, workspace):  # the recording rule: outputs inside the workspace are recorded
         ws.record(ws.ONNX, model_name, dest, meta={
             "img_size": size, "batch": result.batch, "dynamic_batch": dynamic_batch, "features": features,
             "opset": opset, "shift": shift, "optimized": optimize, "verified": bool(verify),
             "checkpoint_sha256": checkpoint_sha, "overrides": dict(overrides), "sha256": result.sha256,
+            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
+            "deploy_options": dict(deploy_options or {}),
         }, workspace=workspace)
         result.recorded = True
     result.seconds = time.perf_counter() - t0

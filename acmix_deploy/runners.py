@@ -281,10 +281,10 @@ class TensorRTRunner:
     """
 
     def __init__(self, backend: str, source: ModelSource, options: RunnerOptions) -> None:
+        if not cuda_available():  # first: without a GPU, no engine file would help
+            raise BackendUnavailable("TensorRT needs a CUDA GPU; none found")
         if source.engine_path is None:
             raise BackendUnavailable("tensorrt needs an engine file (--engine F; build one with the trt commands)")
-        if not cuda_available():
-            raise BackendUnavailable("TensorRT needs a CUDA GPU; none found")
         engine_cls = _engine_runner_class()
         from acmix_deploy.errors import AcmixError
 

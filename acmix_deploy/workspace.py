@@ -3,6 +3,12 @@
 Layout: `<workspace>/<model>/<file>` plus `<workspace>/manifest.json`, a list of records
 {kind, model, path, created, meta}. Later commands given no input take the newest matching record.
 The workspace is `./artifacts` unless `--workspace` or the ACMIX_DEPLOY_WORKSPACE variable says otherwise.
+
+Paths are stored relative to the workspace (also the paths in `meta` under PATH_KEYS) and resolved
+against the folder the manifest is read from, so a moved or mounted workspace (Docker's
+`/workspace/artifacts` vs the host's `$PWD/artifacts`) still finds its files. The recording rule,
+one for every command: an output is recorded when it is written inside the workspace, whether by
+default or with `-o`; a file written elsewhere is not recorded (`is_inside`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ ONNX_INT8 = "onnx-int8"
 ENGINE = "engine"
 CHECKPOINT = "checkpoint"
 
+FP32_ONNX = (ONNX, ONNX_OPTIMIZED)  # kinds whose file is an fp32 graph
+# meta keys that hold a path of another file (stored relative to the workspace like `path`)
+PATH_KEYS = ("source", "onnx")
+
 
 @dataclass
 class Artifact:
@@ -46,13 +56,43 @@ def default_path(model: str, filename: str, workspace: str | os.PathLike[str] | 
     return workspace_dir(workspace) / model / filename
 
 
+def is_inside(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None) -> bool:
+    """True when `path` lies in the workspace folder: the rule that decides whether an output is recorded."""
+    try:
+        Path(path).resolve().relative_to(workspace_dir(workspace).resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _to_stored(path: str | os.PathLike[str], ws: Path) -> str:
+    """Workspace-relative POSIX path for a file inside `ws`, else the absolute path."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(ws.resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def _from_stored(path: str, ws: Path) -> str:
+    """The absolute path of a stored one (relative paths are relative to the workspace read now)."""
+    p = Path(path)
+    return str(p if p.is_absolute() else (ws.resolve() / p))
+
+
+def _convert(art: Artifact, ws: Path, fn) -> Artifact:
+    meta = {k: (fn(v, ws) if k in PATH_KEYS and isinstance(v, str) and v else v) for k, v in art.meta.items()}
+    return Artifact(kind=art.kind, model=art.model, path=fn(art.path, ws), created=art.created, meta=meta)
+
+
 def _read(ws: Path) -> list[Artifact]:
+    """The records with absolute paths (resolved against `ws`)."""
     path = ws / MANIFEST
     if not path.exists():
         return []
     try:
         records = json.loads(path.read_text())
-        return [Artifact(**r) for r in records]
+        return [_convert(Artifact(**r), ws, _from_stored) for r in records]
     except (ValueError, TypeError) as exc:
         raise AcmixError(f"workspace manifest {path} is unreadable ({exc}); delete it to start afresh") from None
 
@@ -64,13 +104,18 @@ def record(
     meta: dict[str, Any] | None = None,
     workspace: str | os.PathLike[str] | None = None,
 ) -> Artifact:
-    """Add an artifact to the manifest (only call this for files that passed their checks)."""
+    """Add an artifact to the manifest (only call this for files that passed their checks).
+
+    Commands call it only for outputs inside the workspace (`is_inside`); the record stores paths
+    relative to the workspace. Returns the record with absolute paths, as readers see it.
+    """
     ws = workspace_dir(workspace)
     entries = [a for a in _read(ws) if Path(a.path).resolve() != Path(path).resolve()]
     art = Artifact(kind=kind, model=model, path=str(Path(path).resolve()), meta=meta or {})
     entries.append(art)
-    write_bytes_atomic(ws / MANIFEST, json.dumps([asdict(a) for a in entries], indent=2).encode())
-    return art
+    stored = [asdict(_convert(a, ws, _to_stored)) for a in entries]
+    write_bytes_atomic(ws / MANIFEST, json.dumps(stored, indent=2).encode())
+    return _convert(_convert(art, ws, _to_stored), ws, _from_stored)
 
 
 def newest(
@@ -93,3 +138,49 @@ def newest(
             "or pass a file"
         )
     return max(found, key=lambda a: a.created)
+
+
+def artifacts(workspace: str | os.PathLike[str] | None = None) -> list[Artifact]:
+    """Every record whose file still exists, oldest first (absolute paths)."""
+    return sorted((a for a in _read(workspace_dir(workspace)) if Path(a.path).exists()), key=lambda a: a.created)
+
+
+def newest_model(workspace: str | os.PathLike[str] | None = None) -> Artifact:
+    """The most recent record of the workspace: its model is "the newest model"."""
+    found = artifacts(workspace)
+    if not found:
+        raise AcmixError(
+            f"no ONNX file or engine recorded in workspace {workspace_dir(workspace).resolve()}; "
+            "run `acmix-deploy export --model NAME` "
+            "first or pass a file"
+        )
+    return found[-1]
+
+
+def find(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None) -> Artifact | None:
+    """The record of `path`, if the workspace has one."""
+    target = Path(path).resolve()
+    for art in _read(workspace_dir(workspace)):
+        if Path(art.path).resolve() == target:
+            return art
+    return None
+
+
+def fp32_source(art: Artifact, workspace: str | os.PathLike[str] | None = None) -> tuple[Artifact | None, list[str]]:
+    """Follow an artifact's source chain (engine -> its ONNX -> the fp32 ONNX a precision transform
+    read) to the fp32 export it derives from; returns it (or None) and the chain of file names walked."""
+    chain = [Path(art.path).name]
+    current: Artifact | None = art
+    for _ in range(8):  # engine -> int8/fp16 -> optimized -> export at most; a loop guard
+        if current is None or current.kind in FP32_ONNX:
+            return current, chain
+        nxt = current.meta.get("onnx") or current.meta.get("source")
+        if not nxt:
+            return None, chain
+        chain.append(Path(nxt).name)
+        found = find(nxt, workspace)
+        if found is None and Path(nxt).exists() and current.kind == ENGINE:
+            # an engine built straight from an fp32 file that is not recorded (e.g. written elsewhere)
+            return None, chain
+        current = found
+    return None, chain

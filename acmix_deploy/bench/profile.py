@@ -267,7 +267,7 @@ def profile(
     if threads is not None and threads < 1:
         raise AcmixError("--threads must be >= 1")
     source, found = resolve_target(model, onnx, engine, img_size, shift, resolver, workspace)
-    notes = [found] if found else []
+    notes = found.splitlines() if found else []
     if backends:
         try:
             wanted = list(dict.fromkeys(canonical_backend(b) for b in backends))
@@ -277,7 +277,8 @@ def profile(
         if bad:
             raise AcmixError(f"profile supports {', '.join(PROFILE_BACKENDS)}, not {', '.join(bad)}")
     else:
-        wanted = ["tensorrt"] if source.engine_path is not None else list(PROFILE_BACKENDS)
+        only_engine = source.engine_path is not None and source.onnx_path is None and source.onnx_factory is None
+        wanted = ["tensorrt"] if only_engine else list(PROFILE_BACKENDS)
     n_threads = threads or usable_cpus()
     size = source.input_size or (DEFAULT_IMG_SIZE,) * 2
     results: list[ProfileResult] = []

@@ -269,55 +269,98 @@ def _collapsed(rows: list[BenchRow]) -> list[tuple[BenchRow, str]]:
     return out
 
 
-def render_table(result: BenchResult, console: Console) -> None:
-    """The terminal table: one line per backend x batch x role; ratio on model lines."""
+# (header, justify, value of an ok row); essential columns first, then the optional ones in the order
+# they are dropped last-to-first when the console is narrower than the table (all of them are in JSON / CSV)
+def _ms(key: str):
+    return lambda row: fmt_number(getattr(row.stats, key))
+
+
+_ESSENTIAL = (("median ms", _ms("median_ms")), ("p90", _ms("p90_ms")),
+              ("img/s", lambda row: fmt_number(row.stats.throughput_ips, 1)),
+              ("CV", lambda row: f"[yellow]{row.stats.cv:.1%} ![/yellow]" if row.stats.noisy else f"{row.stats.cv:.1%}"))
+_OPTIONAL = (("peak RSS MiB", lambda row: fmt_number(row.memory.peak_rss_mb, 0) if row.memory else "-"),
+             ("p99", _ms("p99_ms")), ("mean", _ms("mean_ms")), ("min", _ms("min_ms")), ("max", _ms("max_ms")),
+             ("p95", _ms("p95_ms")))  # fmt: skip
+
+
+def _gpu_cell(row: BenchRow) -> str:
+    gpu_mb = row.memory.gpu_peak_mb if row.memory else None
+    return fmt_number(gpu_mb, 0) if gpu_mb is not None else "-"
+
+
+def _build_table(result: BenchResult, value_columns, reasons: list[str]):
+    """The table with `value_columns` (header, fn) after backend / batch / model; reasons of rows that
+    did not run are numbered into `reasons` (printed under the table, never cut)."""
+    from rich import box
     from rich.table import Table
 
     has_base = "baseline" in result.models
-    has_gpu = any(r.memory and r.memory.gpu_peak_mb is not None for r in result.rows)
-    table = Table(title=f"acmix-deploy bench: {result.models['model']['label']}", title_justify="left")
-    for name, just in (("backend", "left"), ("batch", "right"), ("model", "left"), ("median ms", "right"),
-                       ("mean", "right"), ("p90", "right"), ("p95", "right"), ("p99", "right"),
-                       ("min", "right"), ("max", "right"), ("img/s", "right"), ("CV", "right"),
-                       ("peak RSS MiB", "right")):  # fmt: skip
-        table.add_column(name, justify=just)
-    if has_gpu:
-        table.add_column("GPU MiB", justify="right")
+    table = Table(title=f"acmix-deploy bench: {result.models['model']['label']}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+    table.add_column("backend", no_wrap=True)
+    table.add_column("batch", justify="right", no_wrap=True)
+    table.add_column("model", overflow="fold")
+    n_first = len(_ESSENTIAL)
+    for header, _ in value_columns[:n_first]:
+        table.add_column(header, justify="right", no_wrap=True)
     if has_base:
-        table.add_column("ratio", justify="right")
-    table.add_column("note")
+        table.add_column("ratio", justify="right", no_wrap=True)
+    for header, _ in value_columns[n_first:]:
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("note", overflow="fold")
+    reasons.clear()
     prev_backend = None
     for row, batch in _collapsed(result.rows):
         if prev_backend is not None and row.backend != prev_backend:
             table.add_section()
         prev_backend = row.backend
-        s = row.stats
         cells = [row.backend, batch, row.model]
-        if s is None:
-            cells += ["-"] * 10
-            note = f"{row.status}: {row.reason}"
-        else:
-            cv = f"{s.cv:.1%}"
-            cells += [fmt_number(s.median_ms), fmt_number(s.mean_ms), fmt_number(s.p90_ms), fmt_number(s.p95_ms),
-                      fmt_number(s.p99_ms), fmt_number(s.min_ms), fmt_number(s.max_ms), fmt_number(s.throughput_ips, 1),
-                      f"[yellow]{cv} ![/yellow]" if s.noisy else cv]  # fmt: skip
-            cells.append(fmt_number(row.memory.peak_rss_mb, 0) if row.memory else "-")
-            note = f"memory: {row.memory_error}" if row.memory_error else ""
-        if has_gpu:
-            gpu_mb = row.memory.gpu_peak_mb if row.memory else None
-            cells.append(fmt_number(gpu_mb, 0) if gpu_mb is not None else "-")
-        if has_base:
-            cells.append(f"[bold]{row.ratio:.2f}x[/bold]" if row.ratio is not None else "")
+        values = ["-"] * len(value_columns) if row.stats is None else [fn(row) for _, fn in value_columns]
+        ratio = [f"[bold]{row.ratio:.2f}x[/bold]" if row.ratio is not None else ""] if has_base else []
+        cells += values[:n_first] + ratio + values[n_first:]
+        note = ""
+        if row.stats is None:
+            reasons.append(f"{row.backend}, {row.model}: {row.status}: {row.reason}")
+            note = f"{row.status} ({len(reasons)})"
+        elif row.memory_error:
+            reasons.append(f"{row.backend}, {row.model}: memory: {row.memory_error}")
+            note = f"memory ({len(reasons)})"
         cells.append(note)
         style = "dim" if row.status != "ok" else ("italic" if row.role == "baseline" else None)
         table.add_row(*cells, style=style)
+    return table
+
+
+def render_table(result: BenchResult, console: Console) -> None:
+    """The terminal table: one line per backend x batch x role; ratio on model lines. Columns that do
+    not fit the console's width are left out (the JSON / CSV have them all); nothing is cut."""
+    from rich.measure import Measurement
+
+    has_gpu = any(r.memory and r.memory.gpu_peak_mb is not None for r in result.rows)
+    optional = list(_OPTIONAL)
+    if has_gpu:
+        optional.insert(1, ("GPU MiB", _gpu_cell))
+    reasons: list[str] = []
+    while True:
+        table = _build_table(result, list(_ESSENTIAL) + optional, reasons)
+        width = Measurement.get(console, console.options, table).maximum
+        if width <= console.width or not optional:
+            break
+        optional.pop()
     console.print(table)
+    for i, reason in enumerate(reasons, 1):
+        console.print(f"({i}) {reason}", highlight=False, markup=False, soft_wrap=True)
     cfg = result.config
+    has_base = "baseline" in result.models
     timing = f"{cfg.iterations} iterations" if cfg.iterations else f"{cfg.duration_s:g} s per batch"
     console.print(
         f"{cfg.threads} threads, {timing}, device {cfg.device}; "
         + ("interleaved with the baseline, ONNX Runtime spinning off" if result.interleaved else "backends timed one at a time")
-        + ("; ratio = median over rounds of model / baseline time" if has_base else "")
+        + ("; ratio = median over rounds of model / baseline time" if has_base else ""),
+        soft_wrap=True,
     )
     for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}" if note.startswith("noisy") else f"note: {note}")
+        if note in result.inputs:  # already said while running (see bench's progress lines)
+            continue
+        console.print(f"[yellow]note:[/yellow] {note}" if note.startswith("noisy") else f"note: {note}",
+                      soft_wrap=True, highlight=False)

@@ -33,6 +33,22 @@ from acmix_deploy.runners import BackendUnavailable, RunnerOptions, canonical_ba
 
 SCHEMA_VERSION = "1.0"
 DEFAULT_DURATION_S = 10.0
+# Changes the default timed seconds per backend and batch (a quick look, CI): an explicit
+# --duration-s / --iterations still wins.
+DURATION_ENV = "ACMIX_DEPLOY_BENCH_DURATION_S"
+
+
+def default_duration_s() -> float:
+    raw = os.environ.get(DURATION_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_DURATION_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise AcmixError(f"{DURATION_ENV} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise AcmixError(f"{DURATION_ENV} must be > 0, got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,7 @@ class BenchResult:
     ort_spinning: bool
     created: str
     notes: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)  # which workspace files were picked, and why (also in notes)
     schema_version: str = SCHEMA_VERSION
 
     def get(self, backend: str, batch: int, role: str = "model") -> BenchRow | None:
@@ -169,6 +186,8 @@ def _validate(
 
 
 def default_backends(source: ModelSource) -> list[str]:
+    if source.engine_path is not None and source.onnx_path is not None:  # a workspace model: both files
+        return ["tensorrt", "onnxruntime"]
     if source.torch_factory is not None:
         return ["torch-eager", "onnxruntime"]
     if source.onnx_path is not None or source.onnx_factory is not None:
@@ -308,11 +327,24 @@ def bench(
     """
     _validate(batches, warmup_s, warmup_iterations, duration_s, iterations, threads, device)
     say = progress or (lambda _msg: None)
-    source, found = resolve_target(model, onnx, engine, img_size, shift, resolver, workspace)
-    notes: list[str] = [found] if found else []
-    if found:
-        say(found)
-    base_source = resolve_baseline(baseline, img_size, resolver) if baseline else None
+    base_source = None
+    if model is None and onnx is None and engine is None and shift is None:
+        from acmix_deploy.bench.workspace_pick import pick
+
+        chosen = pick(workspace, resolver, with_baseline=baseline is None, say=say)
+        source, inputs = chosen.model, chosen.lines
+        base_source = chosen.baseline
+        if img_size is not None and source.input_size != (img_size, img_size):
+            raise AcmixError(f"the workspace's {source.label} files take {source.input_size[0]} px images, not {img_size}")
+    else:
+        source, found = resolve_target(model, onnx, engine, img_size, shift, resolver, workspace)
+        inputs = found.splitlines() if found else []
+    for line in inputs:
+        say(line)
+    notes: list[str] = list(inputs)
+    found = bool(inputs)
+    if baseline:
+        base_source = resolve_baseline(baseline, img_size, resolver)
     backend_list = _backends(backends, source)
     dev = ("cuda" if cuda_available() else "cpu") if device == "auto" else device
     n_threads = threads or usable_cpus()
@@ -327,10 +359,10 @@ def bench(
         img_size=img_size,
         warmup_s=None if warmup_iterations is not None else (warmup_s if warmup_s is not None else 2.0),
         warmup_iterations=warmup_iterations,
-        duration_s=None if iterations is not None else (duration_s or DEFAULT_DURATION_S),
+        duration_s=None if iterations is not None else (duration_s or default_duration_s()),
         iterations=iterations,
         threads=n_threads,
-        baseline=baseline,
+        baseline=baseline or (base_source.label if base_source is not None else None),
         shift=shift,
         cuda_graph=cuda_graph,
         include_transfers=include_transfers,
@@ -388,6 +420,7 @@ def bench(
         ort_spinning=spinning,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         notes=notes,
+        inputs=list(inputs),
     )
     for row in result.noisy_rows():
         result.notes.append(

@@ -141,9 +141,10 @@ def resolve_target(
     resolver: Resolver | None = None,
     workspace: str | os.PathLike[str] | None = None,
 ) -> tuple[ModelSource, str | None]:
-    """The one input of a bench/profile; with none, the newest engine (else ONNX) in the workspace.
+    """The one input of a bench/profile; with none, the newest model of the workspace (its engine and
+    the fp32 ONNX that engine derives from: bench.workspace_pick).
 
-    Returns the source and, when it came from the workspace, a line saying which file.
+    Returns the source and, when it came from the workspace, lines saying which files and why.
     """
     given = [x for x in (model, onnx, engine) if x is not None]
     if len(given) > 1:
@@ -158,15 +159,10 @@ def resolve_target(
         return from_file(onnx, img_size, "onnx"), None
     if engine is not None:
         return from_file(engine, img_size, "engine"), None
-    from acmix_deploy import workspace as ws
+    from acmix_deploy.bench.workspace_pick import pick
 
-    try:
-        art = ws.newest(ws.ENGINE, workspace=workspace)
-    except AcmixError:
-        art = ws.newest([ws.ONNX, ws.ONNX_OPTIMIZED, ws.ONNX_FP16, ws.ONNX_INT8], workspace=workspace)
-    src = from_file(art.path, img_size, "engine" if art.kind == ws.ENGINE else "onnx")
-    src.label = art.model or src.label
-    return src, f"no input given: using the newest {art.kind} in the workspace, {art.path}"
+    chosen = pick(workspace, resolver, with_baseline=False)
+    return chosen.model, "\n".join(chosen.lines)
 
 
 def resolve_baseline(

@@ -58,10 +58,11 @@ def check_outputs(**paths: Path | None) -> None:
 
 
 def stdout_console():
-    """A console for tables: 200 columns wide when stdout is not a terminal (logs, pipes)."""
+    """A console for tables and lines: 200 columns wide when stdout is not a terminal (logs, pipes),
+    and printed lines never wrapped (a path stays on one line; a terminal wraps for itself)."""
     from rich.console import Console
 
-    console = Console()
+    console = Console(soft_wrap=True)
     if not console.is_terminal:
-        console = Console(width=200)
+        console = Console(width=200, soft_wrap=True)
     return console

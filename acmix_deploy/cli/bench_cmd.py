@@ -42,7 +42,11 @@ def bench_command(
         int | None, typer.Option("--warmup-iterations", help="Warm-up by iterations instead of seconds.")
     ] = None,
     duration_s: Annotated[
-        float | None, typer.Option("--duration-s", help="Timed seconds per backend and batch (default 10).")
+        float | None,
+        typer.Option(
+            "--duration-s",
+            help="Timed seconds per backend and batch (default 10, or ACMIX_DEPLOY_BENCH_DURATION_S).",
+        ),
     ] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", help="Timed iterations instead of seconds.")] = None,
     threads: ThreadsOption = None,
@@ -69,32 +73,21 @@ def bench_command(
 
     check_outputs(json=json_out, csv=csv_out, plot=plot)
     batches = int_list(batch, "--batch") or [1]
-    err = Console(stderr=True)
-    result = bench(
-        model=model,
-        onnx=onnx,
-        engine=engine,
-        backends=split_list(backend) or None,
-        batches=batches,
-        img_size=img_size,
-        warmup_s=warmup_s,
-        warmup_iterations=warmup_iterations,
-        duration_s=duration_s,
-        iterations=iterations,
-        threads=threads,
-        baseline=baseline,
-        shift=shift,
-        cuda_graph=cuda_graph,
-        include_transfers=include_transfers,
-        memory=memory,
-        device=device,
-        workspace=workspace,
-        progress=lambda msg: err.print(f"[dim]{msg}[/dim]", highlight=False),
-    )
+    from acmix_deploy.progress import Phases
+
+    phases = Phases(Console(stderr=True, soft_wrap=True))
+    with phases:  # a spinner with the current phase on a terminal, one line per phase in a log
+        result = bench(
+            model=model, onnx=onnx, engine=engine, backends=split_list(backend) or None, batches=batches,
+            img_size=img_size, warmup_s=warmup_s, warmup_iterations=warmup_iterations, duration_s=duration_s,
+            iterations=iterations, threads=threads, baseline=baseline, shift=shift, cuda_graph=cuda_graph,
+            include_transfers=include_transfers, memory=memory, device=device, workspace=workspace,
+            progress=phases,
+        )
     out = stdout_console()
     report.render_table(result, out)
     if json_out:
-        out.print(f"wrote {report.write_json(result, json_out)}")
+        out.print(f"wrote {report.write_json(result, json_out)}", highlight=False)
     if csv_out:
         out.print(f"wrote {report.write_csv(result, csv_out)}")
     if not any(r.ok for r in result.rows):

@@ -13,12 +13,16 @@ from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Rest, Split
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def _export(model: str, checkpoint: Optional[Path], artifacts: Optional[Path]) -> Path:
     from acmix_deploy.export import export_onnx  # part of the package; imported lazily (torch export stack)
-    result = export_onnx(model, checkpoint=checkpoint, dynamic_batch=True, optimize=True, workspace=artifacts)
+    from acmix_deploy.progress import Phases
+
+    with Phases(console) as phase:
+        result = export_onnx(model, checkpoint=checkpoint, dynamic_batch=True, optimize=True, workspace=artifacts,
+                             log=phase)
     console.print(f"exported {model} -> {result.path}")
     return Path(result.path)
 
@@ -71,20 +75,33 @@ def build_trt_cmd(
         path = _export(model, checkpoint, artifacts)
     else:
         path, name = resolve_input_verbose(onnx_in, artifacts, console.print)
+        if onnx_in is None:  # a batch-1 export would give a batch-1 engine: export it with a batch axis
+            from acmix_deploy import workspace as ws
+            from acmix_deploy.dynamic_batch import dynamic_reexport
+
+            art = ws.find(path, artifacts)
+            dyn = dynamic_reexport(art, max_batch, artifacts, console.print) if art is not None else None
+            path = dyn or path
     if fp16:
         from acmix_deploy.precision.fp16 import convert_fp16
 
-        res = convert_fp16(path, min_cosine=min_cosine, model=name, workspace=artifacts)
+        from acmix_deploy.progress import Phases
+
+        with Phases(console) as phase:
+            res = convert_fp16(path, min_cosine=min_cosine, model=name, workspace=artifacts, log=phase)
         for line in res.lines():
             console.print(line, highlight=False)
         path = res.path
     elif int8:
         from acmix_deploy.precision.int8 import quantize_int8
 
-        res = quantize_int8(
-            path, calib_data=calib_data, calib_size=calib_size, method=method.value, split=split.value,
-            min_agreement=min_agreement, rest=rest.value, model=name, workspace=artifacts,
-        )
+        from acmix_deploy.progress import Phases
+
+        with Phases(console) as phase:
+            res = quantize_int8(
+                path, calib_data=calib_data, calib_size=calib_size, method=method.value, split=split.value,
+                min_agreement=min_agreement, rest=rest.value, model=name, workspace=artifacts, log=phase,
+            )
         for line in res.lines():
             console.print(line, highlight=False)
         if not res.report.meaningful:
@@ -113,4 +130,4 @@ def build_trt_cmd(
         f"{size:.1f} MiB, {side.trt_flavour} {side.trt_version}, {target}",
         highlight=False,
     )
-    console.print(f"wrote {result.path} and {result.sidecar_path.name}")
+    console.print(f"wrote {result.path} and {result.sidecar_path.name}", highlight=False)

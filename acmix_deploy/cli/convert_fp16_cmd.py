@@ -10,7 +10,7 @@ from rich.console import Console
 
 from acmix_deploy.cli.app import app
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @app.command("convert-fp16")
@@ -32,11 +32,14 @@ def convert_fp16_cmd(
     from acmix_deploy.precision.fp16 import convert_fp16
     from acmix_deploy.precision.modelio import resolve_input_verbose
 
+    from acmix_deploy.progress import Phases
+
     path, model = resolve_input_verbose(onnx_in, workspace, console.print)
-    result = convert_fp16(
-        path, output, min_cosine=min_cosine, data=data, samples=samples, holdout=holdout, margin=margin,
-        model=model, workspace=workspace,
-    )
+    with Phases(console) as phase:
+        result = convert_fp16(
+            path, output, min_cosine=min_cosine, data=data, samples=samples, holdout=holdout, margin=margin,
+            model=model, workspace=workspace, log=phase,
+        )
     for line in result.lines():
         console.print(line, highlight=False)
     console.print(f"wrote {result.path}")

@@ -54,15 +54,17 @@ def export_command(
 ) -> None:
     """Export a model to ONNX (deploy form), verify it against the PyTorch reference, record it."""
     from acmix_deploy.export import export_onnx
+    from acmix_deploy.progress import Phases
 
-    console = Console()
+    console = Console(soft_wrap=True)
     deploy_options = {"conv_form": conv_form} if conv_form else None
-    result = export_onnx(
-        model, checkpoint=checkpoint, img_size=img_size, batch=batch, dynamic_batch=dynamic_batch,
-        opset=opset, shift=shift, features=features, output=output, verify=verify, optimize=optimize,
-        workspace=workspace, overrides=_parse_overrides(override or []), deploy_options=deploy_options,
-        log=lambda line: console.print(line, highlight=False, soft_wrap=True),
-    )
+    with Phases(console) as phase:  # a spinner with the phase on a terminal, one line per phase in a log
+        result = export_onnx(
+            model, checkpoint=checkpoint, img_size=img_size, batch=batch, dynamic_batch=dynamic_batch,
+            opset=opset, shift=shift, features=features, output=output, verify=verify, optimize=optimize,
+            workspace=workspace, overrides=_parse_overrides(override or []), deploy_options=deploy_options,
+            log=phase,
+        )
     where = " (recorded in the workspace)" if result.recorded else ""
     console.print(
         f"wrote {result.path} ({result.bytes / 1e6:.1f} MB, {result.seconds:.1f} s){where}",

@@ -150,3 +150,9 @@ def optimize(
         print(json.dumps(report.to_dict(), indent=2))
     else:
         _print_report(report)
+    if report.unchanged:
+        print(
+            f"{report.input} is already optimized: the passes changed nothing "
+            f"({report.nodes_after} nodes, {_size(report.bytes_before)}), so nothing was written",
+            file=sys.stderr if json_out else sys.stdout,
+        )

@@ -11,7 +11,7 @@ from rich.console import Console
 from acmix_deploy.cli.app import app
 from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Rest, Split
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @app.command("quantize-int8")
@@ -37,12 +37,15 @@ def quantize_int8_cmd(
     from acmix_deploy.precision.int8 import quantize_int8
     from acmix_deploy.precision.modelio import resolve_input_verbose
 
+    from acmix_deploy.progress import Phases
+
     path, model = resolve_input_verbose(onnx_in, workspace, console.print)
-    result = quantize_int8(
-        path, output, calib_data=calib_data, calib_size=calib_size, method=method.value,
-        min_agreement=min_agreement, split=split.value, holdout=holdout, rest=rest.value, model=model,
-        workspace=workspace,
-    )
+    with Phases(console) as phase:
+        result = quantize_int8(
+            path, output, calib_data=calib_data, calib_size=calib_size, method=method.value,
+            min_agreement=min_agreement, split=split.value, holdout=holdout, rest=rest.value, model=model,
+            workspace=workspace, log=phase,
+        )
     for line in result.lines():
         console.print(line, highlight=False)
     if not result.report.meaningful:

@@ -74,6 +74,7 @@ class OptimizeReport:
     output: str | None = None
     model: str | None = None
     from_workspace: bool = False
+    unchanged: bool = False  # the passes changed nothing: optimize_file then writes nothing
 
     @property
     def nodes_before(self) -> int:
@@ -412,10 +413,33 @@ def _optimize(
         bytes_after=len(after_bytes),
         parity=[r.line() for r in results],
         input_shapes={k: list(v.shape) for k, v in feeds.items()},
+        unchanged=graph_signature(model) == graph_signature(optimized),
     )
-    if latency_runs > 0:
+    if latency_runs > 0 and not report.unchanged:
         report.latency = measure_latency(before_bytes, after_bytes, feeds, runs=latency_runs, threads=threads)
     return optimized, after_bytes, report
+
+
+def graph_signature(model: onnx.ModelProto) -> tuple:
+    """What the passes can change: every node's op, attributes and wiring, every initializer's bytes
+    (node names and order left out: the graph library renames and re-sorts without changing anything)."""
+    import hashlib
+
+    nodes = sorted(
+        (n.op_type, n.domain, tuple(n.input), tuple(n.output), tuple(a.SerializeToString() for a in n.attribute))
+        for n in model.graph.node
+    )
+    inits = sorted(
+        (t.name, t.data_type, tuple(t.dims), hashlib.sha256(t.SerializeToString()).hexdigest())
+        for t in model.graph.initializer
+    )
+    return tuple(nodes), tuple(inits)
+
+
+def _model_name(model_name: str | None, path: str | os.PathLike[str]) -> str:
+    from acmix_deploy.precision.modelio import load_model as load_light, model_name as name_of
+
+    return model_name or name_of(load_light(path, load_external_data=False), path)
 
 
 def default_output(in_path: str | os.PathLike[str]) -> Path:
@@ -450,15 +474,17 @@ def optimize_file(
     _, data, report = _optimize(
         model, passes, skip, debug, latency_runs, input_shapes, seed, threads, bytes_before=size_before
     )
-    write_bytes_atomic(out, data)  # report.bytes_after is len(data): the written file's size
     report.input = str(in_path)
-    report.output = str(out)
     report.from_workspace = artifact is not None
-    if artifact is not None:
-        report.model = artifact.model
+    if report.unchanged:  # e.g. an export, which already ran the passes: no identical copy
+        return report
+    write_bytes_atomic(out, data)  # report.bytes_after is len(data): the written file's size
+    report.output = str(out)
+    if ws.is_inside(out, workspace):  # the recording rule of every command: outputs inside the workspace
+        report.model = artifact.model if artifact is not None else _model_name(model, in_path)
         ws.record(
             ws.ONNX_OPTIMIZED,
-            artifact.model,
+            report.model,
             out,
             meta={
                 "source": str(Path(in_path).resolve()),

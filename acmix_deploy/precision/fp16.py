@@ -20,6 +20,8 @@ keep_io_types; `_tidy` restores the fp32 constants and the fp32 outputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import os
 import warnings
 from collections import defaultdict
@@ -436,17 +438,23 @@ def convert_fp16(
     workspace: str | os.PathLike[str] | None = None,
     record: bool = True,
     seed: int = 0,
+    log: Callable[[str], object] | None = None,
 ) -> Fp16Result:
     """fp32 ONNX -> verified fp16 ONNX; ParityError (nothing written) below `min_cosine`.
+    `log` hears each phase.
 
     `data` gives the inputs for the range check (`samples`) and the disjoint held-out verification
     set (`holdout`): an image folder, a uint8 NHWC .npy array, or "random".
     """
+    log = log or (lambda _m: None)
     src, name = load_source(onnx_path, model)
     inputs = calib.load_split(src, data, samples, holdout, seed)
 
+    log(f"measuring fp32 activation ranges on {len(inputs.calib)} inputs")
     plan = plan_fp16(src, inputs.calib, margin)
+    log("converting to fp16 (Softmax, reductions, LayerNorm, logits and large activations stay fp32)")
     fp16_model = to_fp16(src, plan)
+    log(f"verifying against fp32 on {len(inputs.holdout)} held-out inputs")
     ref, cand = compare_models(src.SerializeToString(), fp16_model.SerializeToString(), inputs.holdout)
     report = summarize(ref, cand, "fp16 vs fp32", f"cosine >= {min_cosine:g}", lambda r: r.cosine >= min_cosine)
     blocked = sum(1 for n in src.graph.node if n.op_type in set(plan.op_block_list) or n.name in plan.node_block)

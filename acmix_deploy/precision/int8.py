@@ -27,6 +27,8 @@ attention math and dep_conv in fp32. ``rest="fp32"`` keeps them fp32.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import contextlib
 import io
 import logging
@@ -327,11 +329,13 @@ def quantize_int8(
     workspace: str | os.PathLike[str] | None = None,
     record: bool = True,
     seed: int = 0,
+    log: Callable[[str], object] | None = None,
 ) -> Int8Result:
     """fp32 ONNX -> verified int8 Q/DQ ONNX. ParityError (nothing written) below `min_agreement`
     top-1 agreement on held-out real images; with random data the numbers are reported, not gated.
-    `rest` ("fp16" | "fp32") is the precision of what is not quantized.
+    `rest` ("fp16" | "fp32") is the precision of what is not quantized; `log` hears each phase.
     """
+    log = log or (lambda _m: None)
     if rest not in ("fp16", "fp32"):
         raise AcmixError(f"--rest must be fp16 or fp32, got {rest!r}")
     if method not in _METHODS:
@@ -340,6 +344,7 @@ def quantize_int8(
         raise AcmixError("--calib-size and the held-out count must be at least 1")
     src, name = load_source(onnx_path, model)
     plan = plan_int8(src, split)  # before the (slow) image loading: a bad split fails at once
+    log(f"loading calibration and held-out inputs from {calib_data}")
     # Random calibration only shows that the graph quantizes and builds; its ranges and agreement
     # mean nothing, so more than a few dozen inputs would only cost minutes (256 ResNet-50 inputs at
     # 224 px took ~8 min): random data is capped at RANDOM_CALIB_MAX inputs per set.
@@ -349,10 +354,13 @@ def quantize_int8(
         source = f"random noise ({len(calib_x)} inputs: at most {RANDOM_CALIB_MAX} for random data)"
     else:
         source = f"{calib_data} ({inputs.pre.describe()})"
+    log(f"calibrating {method} ranges on {len(calib_x)} inputs and inserting Q/DQ (split {split})")
     q = _quantize(src, plan, calib_x, method, percentile)
     check_trt_qdq(q)
     if rest == "fp16":
+        log("converting what is not quantized to fp16")
         q = to_fp16(_with_fp16_qdq_opset(q), _fp16_rest_plan(q, calib_x[:16]))
+    log(f"verifying against fp32 on {len(inputs.holdout)} held-out inputs")
     ref, cand = compare_models(src.SerializeToString(), q.SerializeToString(), inputs.holdout)
     meaningful = total is not None
     report = summarize(

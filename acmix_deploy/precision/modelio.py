@@ -98,14 +98,15 @@ def write_verified(
     """Save a transformed model only if its parity `report` passed (else ParityError, nothing written).
 
     The file goes to `output`, else `default_output(source, name, suffix)`, with `metadata` set; with
-    `record` it is added to the workspace as `kind` with `info` after the resolved source path.
+    `record` it is added to the workspace as `kind` with `info` after the resolved source path, when it
+    lies inside the workspace (the recording rule of every command: `workspace.is_inside`).
     """
     if not report.passed:
         raise ParityError(report.line() + "; nothing written")
     dest = Path(output) if output else default_output(Path(source), name, suffix, workspace)
     set_metadata(model, metadata)
     path = save_model_atomic(model, dest)
-    if record:
+    if record and ws.is_inside(dest, workspace):
         ws.record(kind, name, dest, {"source": str(Path(source).resolve()), **info}, workspace)
     return path
 
@@ -115,11 +116,23 @@ def resolve_input(
     kinds: tuple[str, ...] = (ws.ONNX_OPTIMIZED, ws.ONNX),
     workspace: str | os.PathLike[str] | None = None,
 ) -> tuple[Path, str | None, bool]:
-    """(path, workspace model name or None, taken_from_workspace) for an optional input file."""
+    """(path, workspace model name or None, taken_from_workspace) for an optional input file.
+
+    With no path: the newest model of the workspace (the model of its most recent record), and of
+    its files the newest of `kinds`."""
     if path is not None:
         return Path(path), None, False
-    art = ws.newest(kinds, workspace=workspace)
+    art = newest_input(kinds, workspace)
     return Path(art.path), art.model, True
+
+
+def newest_input(kinds: tuple[str, ...], workspace: str | os.PathLike[str] | None = None) -> ws.Artifact:
+    """The newest artifact of `kinds` of the workspace's newest model (else of any model)."""
+    latest = ws.newest_model(workspace)
+    try:
+        return ws.newest(kinds, model=latest.model, workspace=workspace)
+    except AcmixError:
+        return ws.newest(kinds, workspace=workspace)
 
 
 def resolve_input_verbose(
@@ -130,7 +143,7 @@ def resolve_input_verbose(
     """`resolve_input` for the CLI: (path, workspace model name or None), saying which file was picked."""
     resolved, model, from_ws = resolve_input(path, workspace=workspace)
     if from_ws:
-        print_fn(f"input: {resolved} (newest export in the workspace)")
+        print_fn(f"input: {resolved} (newest fp32 ONNX of {model}, the newest model in the workspace)")
     return resolved, model
 
 

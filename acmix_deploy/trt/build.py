@@ -33,7 +33,9 @@ from acmix_deploy.fileio import atomic_path, sha256_file
 from acmix_deploy.precision.modelio import default_output, load_model, model_name
 from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, load_trt, make_logger
 from acmix_deploy.trt.gpu import gpu_info
-from acmix_deploy.trt.sidecar import Sidecar, TensorInfo, format_capability, parse_capability, sidecar_path
+from acmix_deploy.trt.sidecar import (
+    Sidecar, TensorInfo, format_capability, parse_capability, sidecar_path, stored_onnx_path,
+)
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
           "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
@@ -278,7 +280,7 @@ def build_engine(
         inputs=inputs,
         outputs=outputs,
         profiles=profiles,
-        onnx_path=str(onnx_path.resolve()),
+        onnx_path=stored_onnx_path(onnx_path, dest),
         onnx_sha256=sha256_file(onnx_path),
         engine_sha256=hashlib.sha256(data).hexdigest(),
         trt_flavour=flavour,
@@ -304,7 +306,7 @@ def build_engine(
         from acmix_deploy.fileio import write_bytes_atomic
 
         write_bytes_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
-    if record:
+    if record and ws.is_inside(dest, artifact_workspace):
         ws.record(
             ws.ENGINE, name, dest,
             {"precision": precision, "runtime": flavour, "version": version, "batch": [min_batch, opt_batch, max_batch],

@@ -3,6 +3,10 @@
 A serialized TensorRT engine only runs on the TensorRT flavour and version that built it and on a
 GPU it was built for; the sidecar records both, plus what the engine was built from, so a runner
 can refuse a mismatch with one clear line *before* it touches a GPU.
+
+`onnx_path` is stored relative to the sidecar's folder when the ONNX file lies in the same tree
+(the engine's folder or the one above it: the workspace in its default layout), so a moved or
+mounted workspace keeps the link; `read_sidecar` resolves it to an absolute path.
 """
 
 from __future__ import annotations
@@ -63,6 +67,18 @@ def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
     return Path(str(engine_path) + ".json")
 
 
+def stored_onnx_path(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str]) -> str:
+    """What the sidecar stores for `onnx_path`: relative to the engine's folder when the file lies under
+    that folder's parent (the workspace), else absolute."""
+    onnx_abs = Path(onnx_path).resolve()
+    folder = Path(engine_path).resolve().parent
+    try:
+        onnx_abs.relative_to(folder.parent)
+    except ValueError:
+        return str(onnx_abs)
+    return Path(os.path.relpath(onnx_abs, folder)).as_posix()
+
+
 def read_sidecar(engine_path: str | os.PathLike[str]) -> Sidecar:
     """Read `<engine>.json`; one-line errors for a missing or malformed sidecar."""
     path = sidecar_path(engine_path)
@@ -76,6 +92,8 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> Sidecar:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
         data["inputs"] = [TensorInfo(**t) for t in data["inputs"]]
         data["outputs"] = [TensorInfo(**t) for t in data["outputs"]]
+        if data.get("onnx_path") and not Path(data["onnx_path"]).is_absolute():
+            data["onnx_path"] = os.path.normpath(path.resolve().parent / data["onnx_path"])
         return Sidecar(**data)
     except (ValueError, TypeError, KeyError) as exc:
         raise AcmixError(f"sidecar {path} is unreadable: {exc}") from None
