@@ -442,7 +442,15 @@ def convert_fp16(
     `data` gives the inputs for the range check (`samples`) and the disjoint held-out verification
     set (`holdout`): an image folder, a uint8 NHWC .npy array, or "random".
     """
+    from acmix_deploy import validate
+    from acmix_deploy.precision.modelio import check_output
+
+    margin = validate.positive_float(margin, "--margin")  # 65504 / margin: 0 divides, < 0 keeps all fp32
+    validate.fraction(min_cosine, "--min-cosine")
+    validate.positive_int(samples, "--samples", allow_none=False)
+    validate.positive_int(holdout, "--holdout", allow_none=False)
     src, name = load_source(onnx_path, model)
+    check_output(onnx_path, output, name, ".fp16.onnx", workspace, record, data)
     inputs = calib.load_split(src, data, samples, holdout, seed)
 
     plan = plan_fp16(src, inputs.calib, margin)
