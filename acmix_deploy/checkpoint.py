@@ -85,36 +85,70 @@ def _torch_load(path: Path) -> Any:
 
 
 def _unpickler_reason(exc: Exception) -> str:
-    """The one informative line of torch's weights_only refusal."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    """The blocked global (or the one informative line) of torch's weights_only refusal, without
+    torch's advice to re-run with weights_only=False, which this toolkit never suggests."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it references {found.group(1)}, a global that is not allowed in a weights file"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
     for i, line in enumerate(lines):
         if "WeightsUnpickler error" in line:
             rest = line.split("WeightsUnpickler error:", 1)[1].strip()
             rest = rest or (lines[i + 1] if i + 1 < len(lines) else line)
             return rest.split(". Please")[0]
-    return lines[0] if lines else type(exc).__name__
+    return lines[0] if lines else "it holds objects other than tensors and plain containers"
+
+
+def _check_meta(meta: Any, path: Path) -> dict[str, Any]:
+    """Our metadata, or one line when it is of the wrong shape (a list, classes as a number ...)."""
+    if not isinstance(meta, dict):
+        raise AcmixError(f"{path}: the {META_KEY} metadata must be a mapping, got {type(meta).__name__}")
+    build = meta.get("build", {})
+    if not isinstance(build, dict) or not isinstance(build.get("overrides", {}), dict) \
+            or not isinstance(build.get("name", ""), str):
+        raise AcmixError(f"{path}: the {META_KEY} metadata's build must hold a model name and an overrides mapping")
+    classes = meta.get("classes")
+    if classes is not None and not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
+        raise AcmixError(f"{path}: the {META_KEY} metadata's classes must be a list of names, got {classes!r:.60}")
+    if not isinstance(meta.get("preprocessing", {}), dict):
+        raise AcmixError(f"{path}: the {META_KEY} metadata's preprocessing must be a mapping")
+    return meta
+
+
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """NaN / Inf weights are reported as such, before a model is built or exported from them."""
+    for key, value in state.items():
+        if value.is_floating_point() and not _derived(key) and not bool(torch.isfinite(value).all()):
+            kind = "NaN" if bool(torch.isnan(value).any()) else "Inf"
+            raise AcmixError(f"{path}: the weights contain {kind} ({key}); the checkpoint is broken")
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
     """Read weights (and our metadata, if present) from a checkpoint file, never running its code."""
-    path = Path(path)
-    if not path.is_file():
-        raise AcmixError(f"checkpoint {path} does not exist")
+    from acmix_deploy.fileio import check_input_file
+
+    path = check_input_file(path, "checkpoint")
     try:
         obj = _torch_load(path)
     except pickle.UnpicklingError as exc:
         if not zipfile.is_zipfile(path):
             raise AcmixError(f"{path} is not a readable PyTorch checkpoint (truncated or foreign file)") from None
-        raise AcmixError(f"{path} cannot be loaded safely (weights_only): {_unpickler_reason(exc)}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise AcmixError(
+            f"{path} was refused: loading it would run code ({_unpickler_reason(exc)})"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError / EOFError / IndexError ... on foreign bytes
         first = first_line(exc)
         raise AcmixError(f"{path} is not a readable PyTorch checkpoint (truncated or foreign file): {first}") from None
     meta: dict[str, Any] = {}
-    if isinstance(obj, dict) and isinstance(obj.get(META_KEY), dict):
-        meta = obj[META_KEY]
+    if isinstance(obj, dict) and META_KEY in obj:
+        meta = _check_meta(obj[META_KEY], path)
     state = _find_state_dict(obj)
     if state is None:
         raise AcmixError(f"{path} holds no state dict (expected tensors at top level or under 'model' / 'state_dict')")
+    _check_finite(state, path)
     return LoadedCheckpoint(state_dict=_strip_prefix(state), meta=meta, path=str(path))
 
 
@@ -232,5 +266,8 @@ def save_checkpoint(
         meta.update(extra)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        torch.save({"model": state, META_KEY: meta}, tmp)
+        try:
+            torch.save({"model": state, META_KEY: meta}, tmp)
+        except RuntimeError as exc:  # torch's zip writer reports ENOSPC / EFBIG this way
+            raise AcmixError(f"cannot write {path}: {first_line(exc)} (disk full or a file size limit?)") from None
     return Path(path)

@@ -218,7 +218,7 @@ def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
     Batch limits come from the sidecar, preprocessing from the ONNX file the engine was built from."""
     from acmix_deploy.trt.runner import EngineRunner
 
-    try:
+    try:  # EngineRunner checks the sidecar and the engine's sha256 before TensorRT or a GPU
         engine = EngineRunner(path)
     except Exception as exc:  # TensorRT and CUDA raise their own exception classes
         raise Unavailable(first_line(exc)) from None
@@ -250,9 +250,10 @@ def open_artifact(
     device: str | None = None,
     threads: int | None = None,
 ) -> Runner:
+    from acmix_deploy.fileio import check_input_file
+
     path = str(path)
-    if not Path(path).is_file():
-        raise AcmixError(f"{path} does not exist")
+    check_input_file(path, "artifact")
     suffix = Path(path).suffix.lower()
     if suffix in CHECKPOINT_SUFFIXES:
         return open_checkpoint(path, model_name, device, threads)

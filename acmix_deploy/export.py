@@ -407,11 +407,11 @@ def reference_and_deploy(
 
 def _probe_writable(dest: Path) -> None:
     """Fail in a second, not after the export, when the output cannot be written."""
-    from acmix_deploy.fileio import ensure_writable_dir
+    from acmix_deploy.fileio import check_destination
 
     if dest.is_dir():
         raise AcmixError(f"output {dest} is a directory; give a file path such as {dest / 'model.onnx'}")
-    ensure_writable_dir(dest)
+    check_destination(dest, "-o")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".probe", dir=dest.parent)
     except OSError as exc:
@@ -455,10 +455,18 @@ def export_onnx(
         raise AcmixError("give either --batch N or --dynamic-batch, not both")
     if shift not in SHIFT_MODES:
         raise AcmixError(f"unknown shift mode {shift!r}; choose one of {', '.join(SHIFT_MODES)}")
-    if opset < 18:
-        raise AcmixError(f"opset {opset} is too old: the exporter needs opset >= 18")
     if optimize:
         require_graphsurgeon()
+    from acmix_deploy import validate
+    from acmix_deploy.fileio import check_collisions
+
+    validate.opset(opset)
+    validate.img_size(img_size, batch=batch)
+    if output is not None:
+        _probe_writable(Path(output))  # fail in a second, not after the export
+        check_collisions({"--checkpoint": checkpoint}, {"-o": output})
+    else:
+        ws.check_manifest(workspace)  # a corrupt manifest fails now, not after the export
     loaded = None
     if checkpoint is not None:
         from acmix_deploy.checkpoint import read_checkpoint
@@ -469,11 +477,8 @@ def export_onnx(
     if model_name is None:
         raise AcmixError("give --model NAME (the checkpoint does not say which model it holds)")
     card = get_card(model_name)  # unknown names fail here, before any work
-    requested = img_size or overrides.get("img_size")
-    if requested is not None and int(requested) < 1:
-        raise AcmixError(f"--img-size must be positive, got {requested}")
-    if output is not None:
-        _probe_writable(Path(output))  # fail in a second, not after the export
+    requested = img_size if img_size is not None else overrides.get("img_size")
+    validate.img_size(requested, "--img-size" if img_size is not None else "img_size override", batch)
 
     build = dict(overrides)
     if requested is not None:
@@ -488,6 +493,7 @@ def export_onnx(
     )
     if output is None:
         _probe_writable(dest)
+        check_collisions({"--checkpoint": checkpoint}, {"output": dest})
     notes: list[str] = []
     checkpoint_sha = sha256_file(checkpoint) if checkpoint is not None else None
     if settled:
@@ -503,6 +509,9 @@ def export_onnx(
     log(f"exporting {model_name} at {size}x{size} (opset {opset}, "
         f"{'dynamic batch' if dynamic_batch else f'batch {batch}'}{', features' if features else ''})")
     proto = to_onnx_proto(deployed, size, batch, dynamic_batch, opset, features, meta, graph_name=model_name)
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        raise AcmixError(f"the exporter cannot write opset {opset} (it wrote {written}); nothing written")
     if optimize:
         proto = _run_passes(proto, log, notes)
     _check(proto)

@@ -33,6 +33,10 @@ def json_value(raw: str) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw
+    except RecursionError:
+        from acmix_deploy.errors import AcmixError
+
+        raise AcmixError(f"ONNX metadata value {raw[:20]!r}... is nested too deeply to read (malformed file)") from None
 
 
 def resample_filter(name: str) -> Any:

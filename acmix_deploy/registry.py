@@ -128,6 +128,38 @@ _OVERRIDES = {
 }
 
 
+# Value types of the overrides (from --override, train options or a checkpoint's metadata).
+_INT_OVERRIDES = {"num_classes", "img_size", "width", "embed_dim", "k_att", "k_conv", "window", "in_chans",
+                  "patch_size"}
+_INT_LIST_OVERRIDES = {"layers", "depths"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_override(key: str, value: Any) -> None:
+    """One line for an override of the wrong type or range (`--override width=abc`, a checkpoint whose
+    metadata holds width as a string), before a constructor fails on it with a traceback."""
+    bad = None
+    if key in _INT_OVERRIDES and not (_is_int(value) and value >= 1):
+        bad = "a whole number >= 1"
+    elif key in _INT_LIST_OVERRIDES and not (
+        isinstance(value, (list, tuple)) and value and all(_is_int(v) and v >= 1 for v in value)
+    ):
+        bad = "a list of whole numbers >= 1, e.g. [2,2,6,2]"
+    elif key == "heads" and not (
+        (_is_int(value) and value >= 1) or (isinstance(value, (list, tuple)) and value and all(_is_int(v) and v >= 1 for v in value))
+    ):
+        bad = "a whole number >= 1 (or a list of them)"
+    elif key == "drop_path_rate" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
+        bad = "a number in [0, 1)"
+    elif key == "shift" and not isinstance(value, str):
+        bad = "a string (group, fixed or tensor)"
+    if bad:
+        raise AcmixError(f"override {key}={value!r} is invalid: {key} must be {bad}")
+
+
 def _build(card: ModelCard, overrides: dict[str, Any]) -> nn.Module:
     from acmix_deploy.archs.resnet import ResNet
     from acmix_deploy.archs.swin import SwinTransformer
@@ -140,6 +172,7 @@ def _build(card: ModelCard, overrides: dict[str, Any]) -> nn.Module:
         )
     args = dict(card.args, num_classes=card.num_classes, img_size=card.input_size)
     for key, value in overrides.items():
+        check_override(key, value)
         if key == "heads" and card.arch == "swin" and isinstance(value, int):
             value = [value * 2**i for i in range(len(args["depths"]))]  # heads of the first stage
         args[table[key]] = value
@@ -158,6 +191,9 @@ def build_defaults(
     """Checkpoints written by this toolkit name their model and build overrides: use them as defaults
     (a given name or override wins; the saved overrides only apply to the saved model)."""
     saved = (meta or {}).get("build", {})
+    if not isinstance(saved, dict) or not isinstance(saved.get("name", ""), str) \
+            or not isinstance(saved.get("overrides", {}), dict):
+        raise AcmixError("the checkpoint's acmix_deploy metadata is malformed (build must hold a name and overrides)")
     if name is None:
         name = saved.get("name")
     if name is not None and name == saved.get("name"):

@@ -25,6 +25,7 @@ from acmix_deploy.fileio import write_bytes_atomic
 
 ENV_VAR = "ACMIX_DEPLOY_WORKSPACE"
 MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"  # flock target of record(); the manifest itself is replaced atomically
 
 # kinds of artifacts recorded in the manifest
 ONNX = "onnx"
@@ -88,13 +89,41 @@ def _convert(art: Artifact, ws: Path, fn) -> Artifact:
 def _read(ws: Path) -> list[Artifact]:
     """The records with absolute paths (resolved against `ws`)."""
     path = ws / MANIFEST
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return []
+    if not path.is_file():
+        raise AcmixError(f"workspace manifest {path} is not a regular file; remove it to start afresh")
     try:
         records = json.loads(path.read_text())
-        return [_convert(Artifact(**r), ws, _from_stored) for r in records]
-    except (ValueError, TypeError) as exc:
-        raise AcmixError(f"workspace manifest {path} is unreadable ({exc}); delete it to start afresh") from None
+        if not isinstance(records, list):
+            raise TypeError(f"expected a JSON list of records, got {type(records).__name__}")
+        entries = [Artifact(**r) if isinstance(r, dict) else _bad_record(r) for r in records]
+        for a in entries:
+            if not all(isinstance(v, str) for v in (a.kind, a.model, a.path)) or not isinstance(a.meta, dict) \
+                    or not isinstance(a.created, (int, float)):
+                raise TypeError(f"record {a.path!r} has fields of the wrong type")
+        return [_convert(a, ws, _from_stored) for a in entries]
+    except (ValueError, TypeError, RecursionError, UnicodeDecodeError) as exc:
+        raise AcmixError(
+            f"workspace manifest {path} is unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+            "delete it to start afresh"
+        ) from None
+    except OSError as exc:
+        raise AcmixError(f"workspace manifest {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _bad_record(record: object) -> Artifact:
+    raise TypeError(f"expected a record object, got {type(record).__name__}")
+
+
+def check_manifest(workspace: str | os.PathLike[str] | None = None) -> None:
+    """Fail in a second, before any work, when the workspace manifest that a command will update is
+    corrupt (not JSON, the wrong shape, a folder) or the workspace cannot be written."""
+    from acmix_deploy.fileio import check_destination
+
+    ws = workspace_dir(workspace)
+    _read(ws)
+    check_destination(ws / MANIFEST, "workspace manifest")
 
 
 def record(
@@ -107,14 +136,18 @@ def record(
     """Add an artifact to the manifest (only call this for files that passed their checks).
 
     Commands call it only for outputs inside the workspace (`is_inside`); the record stores paths
-    relative to the workspace. Returns the record with absolute paths, as readers see it.
+    relative to the workspace. Read-modify-write under a lock, so concurrent commands keep every entry.
+    Returns the record with absolute paths, as readers see it.
     """
+    from acmix_deploy.fileio import locked
+
     ws = workspace_dir(workspace)
-    entries = [a for a in _read(ws) if Path(a.path).resolve() != Path(path).resolve()]
-    art = Artifact(kind=kind, model=model, path=str(Path(path).resolve()), meta=meta or {})
-    entries.append(art)
-    stored = [asdict(_convert(a, ws, _to_stored)) for a in entries]
-    write_bytes_atomic(ws / MANIFEST, json.dumps(stored, indent=2).encode())
+    with locked(ws / LOCK):
+        entries = [a for a in _read(ws) if Path(a.path).resolve() != Path(path).resolve()]
+        art = Artifact(kind=kind, model=model, path=str(Path(path).resolve()), meta=meta or {})
+        entries.append(art)
+        stored = [asdict(_convert(a, ws, _to_stored)) for a in entries]
+        write_bytes_atomic(ws / MANIFEST, json.dumps(stored, indent=2).encode())
     return _convert(_convert(art, ws, _to_stored), ws, _from_stored)
 
 

@@ -131,6 +131,9 @@ def measure_memory(
         status, payload = parent.recv()
     except EOFError:
         raise RuntimeError("memory measurement child died without a result") from None
+    except BaseException:  # interrupted / terminated: end the child now, not after a 10 s join
+        proc.kill()
+        raise
     finally:
         parent.close()
         proc.join(timeout=10)

@@ -103,16 +103,23 @@ def from_file(path: str | os.PathLike[str], img_size: int | None = None, kind: s
 
     `kind` is "onnx" or "engine"; by default the suffix decides (.onnx, anything else is an engine).
     """
+    from acmix_deploy.fileio import check_input_file
+
     p = Path(path)
-    if not p.is_file():
-        raise AcmixError(f"no such file: {p}")
     size = (img_size, img_size) if img_size else None
     if (kind or ("onnx" if p.suffix.lower() == ".onnx" else "engine")) == "onnx":
         from acmix_deploy.export import check_input_size, input_size
+        from acmix_deploy.precision.modelio import load_model
+
+        load_model(p, load_external_data=False)  # one loader, one message: missing / empty / not ONNX
 
         if size is not None:
             check_input_size(p, *size)  # one line when --img-size differs from the size fixed at export
         return ModelSource(label=p.stem, onnx_path=p, input_size=size or input_size(p) or (DEFAULT_IMG_SIZE,) * 2)
+    from acmix_deploy.trt.sidecar import verify_engine
+
+    check_input_file(p, "engine")
+    verify_engine(p)  # a corrupt engine or sidecar is reported as such, before any GPU question
     built = _engine_input_size(p)
     if size is not None and built is not None and size != built:
         raise AcmixError(f"{p.name} takes {built[0]}x{built[1]} images (fixed when the engine was built), "

@@ -1,14 +1,12 @@
 """Command-line interface: thin Typer commands over the library functions.
 
-User errors (AcmixError) print one line to stderr and exit non-zero, without a traceback.
+Every failure prints one line to stderr and exits non-zero, without a traceback (see _entry.py).
 """
 
 from __future__ import annotations
 
-import sys
-
+from acmix_deploy.cli._entry import run
 from acmix_deploy.cli.app import app
-from acmix_deploy.errors import AcmixError
 
 # Each import registers its commands on `app`, in the order `--help` lists them.
 from acmix_deploy.cli import models_cmd  # noqa: E402,F401
@@ -22,14 +20,8 @@ from acmix_deploy.cli import triton_repo_cmd, serve_cmd, loadtest_cmd  # noqa: E
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        app(args=argv, prog_name="acmix-deploy")
-    except AcmixError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    """The console entry: the app under the top-level handler (one-line errors, signals, exit codes)."""
+    run(app, argv)
 
 
 __all__ = ["app", "main"]

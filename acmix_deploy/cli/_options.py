@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.fileio import ensure_writable_dir
 
 
 # Options that several commands take with the same meaning (bench, profile, ...).
@@ -42,16 +41,15 @@ def int_list(values: Iterable[str] | None, option: str) -> list[int]:
     return list(dict.fromkeys(out))
 
 
-def check_outputs(**paths: Path | None) -> None:
-    """Fail before a long run, not after it, when an output cannot be written."""
-    given = {k: p for k, p in paths.items() if p is not None}
-    resolved = [p.resolve() for p in given.values()]
-    if len(set(resolved)) != len(resolved):
-        raise AcmixError("output files must differ: " + ", ".join(f"--{k} {p}" for k, p in given.items()))
+def check_outputs(inputs: dict[str, Path | str | None] | None = None, **paths: Path | None) -> None:
+    """Fail before a long run, not after it, when an output cannot be written, is another output, or
+    is one of the `inputs` (option name -> path; resolved paths, symlinks and hard links compared)."""
+    from acmix_deploy.fileio import check_collisions, check_destination
+
+    given = {f"--{k}": p for k, p in paths.items() if p is not None}
     for name, path in given.items():
-        if path.is_dir():
-            raise AcmixError(f"--{name} {path} is a folder; give a file name")
-        ensure_writable_dir(path)
+        check_destination(path, name)
+    check_collisions({k: v for k, v in (inputs or {}).items() if v is not None and Path(v).exists()}, given)
     plot = paths.get("plot")
     if plot is not None and plot.suffix.lower() != ".png":
         raise AcmixError(f"--plot writes a PNG; name it *.png (got {plot})")

@@ -71,10 +71,12 @@ def bench_command(
     from acmix_deploy.bench import report
     from acmix_deploy.bench.run import bench
 
-    check_outputs(json=json_out, csv=csv_out, plot=plot)
+    check_outputs({"--onnx": onnx, "--engine": engine, "--baseline": baseline}, json=json_out, csv=csv_out, plot=plot)
     batches = int_list(batch, "--batch") or [1]
+    from acmix_deploy import validate
     from acmix_deploy.progress import Phases
 
+    validate.img_size(img_size, batch=max(batches))
     phases = Phases(Console(stderr=True, soft_wrap=True))
     with phases:  # a spinner with the current phase on a terminal, one line per phase in a log
         result = bench(
@@ -86,11 +88,11 @@ def bench_command(
         )
     out = stdout_console()
     report.render_table(result, out)
+    if not any(r.ok for r in result.rows):  # a failed run writes no report (an old one stays as it was)
+        raise AcmixError("no backend produced a measurement (see the reasons above); nothing written")
     if json_out:
         out.print(f"wrote {report.write_json(result, json_out)}", highlight=False)
     if csv_out:
         out.print(f"wrote {report.write_csv(result, csv_out)}")
-    if not any(r.ok for r in result.rows):
-        raise AcmixError("no backend produced a measurement (see the reasons above)")
     if plot:
         out.print(f"wrote {report.write_plot(result, plot)}")

@@ -27,6 +27,30 @@ def _export(model: str, checkpoint: Optional[Path], artifacts: Optional[Path]) -
     return Path(result.path)
 
 
+def _check_before_work(
+    onnx_in: Optional[Path], checkpoint: Optional[Path], calib_data: Optional[str], timing_cache: Optional[Path],
+    output: Optional[Path], min_batch: int, opt_batch: int, max_batch: int,
+) -> None:
+    """Batch range, inputs and every output (engine, sidecar, timing cache), before export or calibration."""
+    from acmix_deploy.fileio import check_collisions, check_destination, check_input_file
+    from acmix_deploy.trt.sidecar import sidecar_path
+
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise AcmixError(f"batches must satisfy 1 <= --min-batch <= --opt-batch <= --max-batch, "
+                         f"got {min_batch}, {opt_batch}, {max_batch}")
+    if onnx_in is not None:
+        check_input_file(onnx_in, "--onnx")
+    inputs = {"--onnx": onnx_in, "--checkpoint": checkpoint}
+    if calib_data is not None and Path(calib_data).exists():
+        inputs["--calib-data"] = Path(calib_data)
+    if output is not None:
+        check_destination(output, "-o")
+        check_destination(sidecar_path(output), "sidecar")
+        check_collisions(inputs, {"-o": output, "sidecar": sidecar_path(output), "--timing-cache": timing_cache})
+    elif timing_cache is not None:
+        check_collisions(inputs, {"--timing-cache": timing_cache})
+
+
 @app.command("build-trt")
 def build_trt_cmd(
     onnx_in: Annotated[Optional[Path], typer.Option("--onnx", help="ONNX to build from")] = None,
@@ -68,6 +92,7 @@ def build_trt_cmd(
         raise AcmixError("give --fp16 or --int8, not both (--int8 --rest fp16 already runs the float parts in fp16)")
     if int8 and calib_data is None:
         raise AcmixError("--int8 needs --calib-data DIR|FILE.npy|random")
+    _check_before_work(onnx_in, checkpoint, calib_data, timing_cache, output, min_batch, opt_batch, max_batch)
     _, flavour, version = load_trt(runtime)  # fail fast, before exporting or calibrating
     console.print(f"TensorRT: {flavour} {version}")
     name = model

@@ -48,7 +48,14 @@ def eval_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from acmix_deploy.evaluate import evaluate
-    from acmix_deploy.fileio import write_bytes_atomic
+    from acmix_deploy.fileio import check_collisions, check_destination, write_bytes_atomic
+
+    from acmix_deploy import validate
+
+    validate.img_size(img_size, batch=batch_size)
+    if json_out is not None:
+        check_destination(json_out, "--json")
+        check_collisions([(f"artifact {i + 1}", a) for i, a in enumerate(artifacts)], {"--json": json_out})
 
     fallback = {
         "input_size": img_size, "mean": _floats(mean, "--mean"), "std": _floats(std, "--std"),
@@ -64,6 +71,8 @@ def eval_command(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     print_report(report, console)
+    if not any(r.available for r in report.results):
+        raise AcmixError("nothing was evaluated: no artifact could run here (see the table)")
     if json_out is not None:
         write_bytes_atomic(json_out, json.dumps(report.to_dict(), indent=2).encode())
         console.print(f"wrote {json_out}")

@@ -23,6 +23,8 @@ def _parse_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:
             shapes[name] = tuple(int(d) for d in dims.lower().replace(",", "x").split("x"))
         except ValueError:
             raise AcmixError(f"--input-shape expects NAME=DxDx...: got '{spec}'") from None
+        if any(d < 1 for d in shapes[name]):
+            raise AcmixError(f"--input-shape {name}: every dimension must be >= 1, got '{dims}'")
     return shapes
 
 

@@ -41,7 +41,12 @@ def profile_command(
     """Where the time goes: per op type and per ACmix block, split into stage I, attention, conv path, rest."""
     from acmix_deploy.bench.profile import profile, render_profile, write_profile_json, write_profile_plot
 
-    check_outputs(json=json_out, plot=plot)
+    check_outputs({"--onnx": onnx, "--engine": engine}, json=json_out, plot=plot)
+    from acmix_deploy import validate
+
+    validate.positive_int(batch, "--batch")
+    validate.positive_int(iterations, "--iterations")
+    validate.img_size(img_size, batch=batch)
     report = profile(
         model=model,
         onnx=onnx,
@@ -57,9 +62,9 @@ def profile_command(
     )
     out = stdout_console()
     render_profile(report, out)
+    if not any(r.status == "ok" for r in report.results):  # a failed run writes nothing
+        raise AcmixError("no backend produced a profile (see the reasons above); nothing written")
     if json_out:
         out.print(f"wrote {write_profile_json(report, json_out)}")
-    if not any(r.status == "ok" for r in report.results):
-        raise AcmixError("no backend produced a profile (see the reasons above)")
     if plot:
         out.print(f"wrote {write_profile_plot(report, plot)}")

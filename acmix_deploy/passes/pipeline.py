@@ -110,11 +110,11 @@ class OptimizeReport:
 
 def load_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, int]:
     """The model (external data loaded) and its size on disk including external data files."""
+    from acmix_deploy.precision.modelio import check_finite, load_model as load_onnx
+
     path = Path(path)
-    if not path.is_file():
-        raise AcmixError(f"no such ONNX file: {path}")
+    model = load_onnx(path, load_external_data=False)  # the one loader's messages (empty, not ONNX ...)
     try:
-        model = onnx.load(str(path), load_external_data=False)
         files = {
             entry.value
             for t in model.graph.initializer
@@ -128,6 +128,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, int]:
     except Exception as exc:  # noqa: BLE001 - protobuf / onnx raise assorted types
         first = first_line(exc)
         raise AcmixError(f"cannot read ONNX file {path}: {first}") from None
+    check_finite(model, path)
     return model, size
 
 
@@ -159,6 +160,18 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_given_shape(name: str, shape: tuple[int, ...], tt: Any) -> None:
+    """--input-shape must have the input's rank, positive sizes, and agree with its fixed dims."""
+    declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+    if any(d < 1 for d in shape):
+        raise AcmixError(f"--input-shape {name}: every dimension must be >= 1, got {'x'.join(map(str, shape))}")
+    if tt.HasField("shape") and len(shape) != len(declared):
+        raise AcmixError(f"--input-shape {name}: the input has rank {len(declared)}, got {len(shape)} dimensions")
+    for axis, (want, got) in enumerate(zip(declared, shape)):
+        if want is not None and want != got:
+            raise AcmixError(f"--input-shape {name}: dimension {axis} is fixed at {want} in the model, got {got}")
+
+
 def make_inputs(
     model: onnx.ModelProto, seed: int = 0, input_shapes: dict[str, tuple[int, ...]] | None = None
 ) -> dict[str, np.ndarray]:
@@ -176,6 +189,7 @@ def make_inputs(
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
         if vi.name in input_shapes:
             shape = tuple(int(d) for d in input_shapes.pop(vi.name))
+            _check_given_shape(vi.name, shape, tt)
         else:
             shape = []
             for axis, d in enumerate(tt.shape.dim):
@@ -469,8 +483,14 @@ def optimize_file(
     if in_path is None:
         artifact = ws.newest(ws.ONNX, model=model_name, workspace=workspace)
         in_path = artifact.path
-    model, size_before = load_model(in_path)
+    from acmix_deploy.fileio import check_collisions, check_destination
+
     out = Path(out_path) if out_path is not None else default_output(in_path)
+    check_destination(out, "-o")
+    check_collisions({"input": in_path}, {"-o": out})
+    if artifact is not None:
+        ws.check_manifest(workspace)
+    model, size_before = load_model(in_path)
     _, data, report = _optimize(
         model, passes, skip, debug, latency_runs, input_shapes, seed, threads, bytes_before=size_before
     )

@@ -447,7 +447,15 @@ def convert_fp16(
     set (`holdout`): an image folder, a uint8 NHWC .npy array, or "random".
     """
     log = log or (lambda _m: None)
+    from acmix_deploy import validate
+    from acmix_deploy.precision.modelio import check_output
+
+    margin = validate.positive_float(margin, "--margin")  # 65504 / margin: 0 divides, < 0 keeps all fp32
+    validate.fraction(min_cosine, "--min-cosine")
+    validate.positive_int(samples, "--samples", allow_none=False)
+    validate.positive_int(holdout, "--holdout", allow_none=False)
     src, name = load_source(onnx_path, model)
+    check_output(onnx_path, output, name, ".fp16.onnx", workspace, record, data)
     inputs = calib.load_split(src, data, samples, holdout, seed)
 
     log(f"measuring fp32 activation ranges on {len(inputs.calib)} inputs")

@@ -23,13 +23,43 @@ _TWO_GIB = 2**31 - 1
 
 
 def load_model(path: str | os.PathLike[str], load_external_data: bool = True) -> onnx.ModelProto:
-    path = Path(path)
-    if not path.exists():
-        raise AcmixError(f"{path} does not exist")
+    """The one ONNX loader: "X does not exist" / "X is a folder" / "X is not a regular file" /
+    "X is empty" / "X is not an ONNX model", each one line, for every command."""
+    from acmix_deploy.fileio import check_input_file
+
+    path = check_input_file(path, "ONNX file")
     try:
-        return onnx.load(str(path), load_external_data=load_external_data)
-    except Exception as exc:  # onnx raises DecodeError / OSError / ValueError
-        raise AcmixError(f"{path} is not a readable ONNX model: {first_line(exc)}") from None
+        model = onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:  # onnx raises DecodeError / OSError / ValueError / RecursionError
+        raise AcmixError(f"{path} is not an ONNX model ({first_line(exc)})") from None
+    if not model.graph.node and not model.graph.output:
+        raise AcmixError(f"{path} is not an ONNX model (no graph)")
+    return model
+
+
+# Ops whose weights are never legitimately infinite (an additive attention mask may hold -inf).
+_WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "LayerNormalization",
+               "InstanceNormalization", "GroupNormalization"}
+
+
+def check_finite(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """Refuse weights holding NaN (anywhere) or +-Inf (in conv / matmul / norm weights) before any pass
+    runs: otherwise the first constant-folding pass is blamed for the file's own values."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    weight_inputs = {name for n in model.graph.node if n.op_type in _WEIGHT_OPS for name in n.input[1:]}
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL or init.data_type not in _FLOAT_TYPES:
+            continue
+        values = numpy_helper.to_array(init)
+        if np.isnan(values).any():
+            raise AcmixError(f"{path}: the weights contain NaN (initializer {init.name}); the file is broken")
+        if init.name in weight_inputs and np.isinf(values).any():
+            raise AcmixError(f"{path}: the weights contain Inf (initializer {init.name}); the file is broken")
+
+
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
 
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
@@ -48,6 +78,7 @@ def model_name(model: onnx.ModelProto, path: str | os.PathLike[str]) -> str:
 def load_source(path: str | os.PathLike[str], name: str | None = None) -> tuple[onnx.ModelProto, str]:
     """(model with unique node names, registry name) of the fp32 source of a precision transform."""
     model = load_model(path)
+    check_finite(model, path)
     ensure_node_names(model)
     return model, name or model_name(model, path)
 
@@ -109,6 +140,30 @@ def write_verified(
     if record and ws.is_inside(dest, workspace):
         ws.record(kind, name, dest, {"source": str(Path(source).resolve()), **info}, workspace)
     return path
+
+
+def check_output(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    name: str,
+    suffix: str,
+    workspace: str | os.PathLike[str] | None = None,
+    record: bool = True,
+    data: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The destination of a transform, checked before the work: a writable file location that is
+    neither the source nor the data file, and (when recording) a readable workspace manifest."""
+    from acmix_deploy.fileio import check_collisions, check_destination
+
+    dest = Path(output) if output else default_output(Path(source), name, suffix, workspace)
+    check_destination(dest, "-o")
+    inputs = {"input": source}
+    if data is not None and Path(data).exists():
+        inputs["--data"] = data
+    check_collisions(inputs, {"-o": dest})
+    if record:
+        ws.check_manifest(workspace)
+    return dest
 
 
 def resolve_input(

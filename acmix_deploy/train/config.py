@@ -75,11 +75,13 @@ class TrainConfig:
             (0 < cfg.min_scale <= 1, f"--min-scale must be in (0, 1], got {cfg.min_scale}"),
             (cfg.workers >= 0, f"--workers must be >= 0, got {cfg.workers}"),
             (cfg.threads is None or cfg.threads >= 1, f"--threads must be >= 1, got {cfg.threads}"),
-            (cfg.img_size is None or cfg.img_size >= 1, f"--img-size must be positive, got {cfg.img_size}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise AcmixError(message)
+        from acmix_deploy import validate
+
+        validate.img_size(cfg.img_size, "--img-size", cfg.batch_size)  # the same rule as export
         unknown = sorted(set(cfg.overrides) - set(MODEL_OVERRIDES))
         if unknown:
             raise AcmixError(f"unknown model override(s) {', '.join(unknown)}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.imaging import resample_filter
-from acmix_deploy.fileio import atomic_path, ensure_writable_dir
+from acmix_deploy.fileio import atomic_path
 
 SPLIT_SEED = 0
 VAL_FRACTION = 0.2
@@ -77,6 +76,67 @@ def digit_images(size: int = 32, resample: str = "bilinear") -> tuple[np.ndarray
     return out, labels
 
 
+MARKER = ".acmix-deploy-digits"  # written last: a folder holding it (and nothing foreign) is ours
+_SPLITS = ("train", "val")
+
+
+def _refuse_dangerous(root: Path) -> None:
+    """Never replace /, the home folder, the current folder or a folder that contains it."""
+    resolved, cwd = root.resolve(), Path.cwd().resolve()
+    home = Path.home().resolve()
+    if resolved == Path(resolved.anchor) or resolved == home or resolved == cwd or resolved in cwd.parents:
+        raise AcmixError(f"refusing to replace {root} (resolves to {resolved}): it is /, the home folder or "
+                         "holds the current folder; give a new folder name")
+
+
+def is_digits_dataset(root: Path) -> bool:
+    """True for a folder this command wrote: its marker, train/ and val/ with digit folders of PNGs,
+    and nothing else (so --force can never remove a user's files)."""
+    if not root.is_dir() or root.is_symlink() or not (root / MARKER).is_file():
+        return False
+    if not set(os.listdir(root)) <= {*_SPLITS, MARKER}:
+        return False
+    for split in _SPLITS:
+        folder = root / split
+        if not folder.exists():
+            continue
+        if folder.is_symlink() or not folder.is_dir():
+            return False
+        for digit in folder.iterdir():
+            if digit.name not in {str(d) for d in range(10)} or digit.is_symlink() or not digit.is_dir():
+                return False
+            if any(f.suffix != ".png" or f.is_symlink() or not f.is_file() for f in digit.iterdir()):
+                return False
+    return True
+
+
+def _check_target(root: Path, npy: Path | None, size: int, force: bool) -> None:
+    """Everything that can be refused, before a single image is made."""
+    from acmix_deploy import validate
+    from acmix_deploy.fileio import check_collisions, check_destination
+
+    if size < 8:
+        raise AcmixError(f"--size must be >= 8 (the digits are 8x8), got {size}")
+    have = validate.physical_memory()
+    if have is not None and 1797 * size * size * 3 * 2 > have:
+        raise AcmixError(f"--size {size} needs more memory than this machine has; choose a smaller size")
+    _refuse_dangerous(root)
+    occupied = root.exists() or root.is_symlink()
+    if occupied and (not root.is_dir() or any(root.iterdir())):
+        if not force:
+            raise AcmixError(f"{root} exists and is not empty; pass --force to replace it")
+        if not is_digits_dataset(root):
+            raise AcmixError(f"--force only replaces a dataset written by `acmix-deploy data digits` "
+                             f"(marker {MARKER}, nothing else inside); {root} is not one, left as it is")
+    if npy is not None:
+        if npy.suffix.lower() != ".npy":
+            raise AcmixError(f"{npy}: the calibration array must be a .npy file")
+        if root.resolve() in npy.resolve().parents:
+            raise AcmixError(f"--npy {npy} is inside the dataset folder {root}; write it elsewhere")
+        check_destination(npy, "--npy")
+        check_collisions({}, {"DIR": root, "--npy": npy})
+
+
 def write_digits(
     root: str | os.PathLike[str],
     size: int = 32,
@@ -84,20 +144,20 @@ def write_digits(
     npy: str | os.PathLike[str] | None = None,
     force: bool = False,
 ) -> DigitsWritten:
-    """Write the ImageFolder (and optionally the train split as a uint8 NHWC .npy for calibration)."""
+    """Write the ImageFolder (and optionally the train split as a uint8 NHWC .npy for calibration).
+    The folder appears complete or not at all; --force replaces only a dataset this command wrote."""
     from PIL import Image
 
+    from acmix_deploy.fileio import atomic_dir, temp_path
+
     root = Path(root)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())) and not force:
-        raise AcmixError(f"{root} exists and is not empty; pass --force to replace it")
-    if npy is not None and Path(npy).suffix.lower() != ".npy":
-        raise AcmixError(f"{npy}: the calibration array must be a .npy file")
+    _check_target(root, Path(npy) if npy is not None else None, size, force)
     images, labels = digit_images(size, resample)
     train, val = split_indices(labels)
-    ensure_writable_dir(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    target = root.resolve()  # `.`-like names have no usable parent otherwise
     counts: dict[str, dict[str, int]] = {}
-    try:
+    old: Path | None = None
+    with atomic_dir(target) as tmp:
         for split, idx in (("train", train), ("val", val)):
             counts[split] = {}
             for digit in range(10):
@@ -107,12 +167,14 @@ def write_digits(
                 for i in chosen:
                     Image.fromarray(images[i]).save(folder / f"{i:04d}.png")
                 counts[split][str(digit)] = int(len(chosen))
-        if root.exists():
-            shutil.rmtree(root) if root.is_dir() else root.unlink()
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / MARKER).write_text("written by acmix-deploy data digits\n")  # last: marks a complete dataset
+        if target.exists() and is_digits_dataset(target):
+            old = temp_path(target)  # moved aside, removed once the new one is in place (a crash
+            os.replace(target, old)  # leaves a dead writer's temp, which the next run removes)
+        elif target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     result = DigitsWritten(root=root, size=size, counts=counts)
     if npy is not None:
         result.npy, result.npy_shape = write_npy(npy, images[train]), tuple(images[train].shape)

@@ -197,6 +197,8 @@ def build_engine(
 
     name = model or model_name(proto, onnx_path)
     precision = onnx_precision(proto)
+    dest = Path(output) if output else default_engine_path(onnx_path, name, flavour, artifact_workspace)
+    _check_destinations(onnx_path, dest, timing_cache, artifact_workspace if record else None, record)
 
     logger = make_logger(trt)
     builder = trt.Builder(logger)
@@ -273,7 +275,6 @@ def build_engine(
         raise AcmixError(f"TensorRT could not build an engine from {onnx_path.name}: {detail}")
     data = bytes(serialized)
 
-    dest = Path(output) if output else default_engine_path(onnx_path, name, flavour, artifact_workspace)
     sidecar = Sidecar(
         model=name,
         precision=precision,
@@ -314,6 +315,26 @@ def build_engine(
             artifact_workspace,
         )
     return BuildResult(dest, sidecar_path(dest), sidecar, seconds, warnings, notes)
+
+
+def _check_destinations(
+    onnx_path: Path, dest: Path, timing_cache: str | os.PathLike[str] | None,
+    artifact_workspace: str | os.PathLike[str] | None, record: bool,
+) -> None:
+    """Engine, sidecar, timing cache and manifest: all writable and none of them the input, checked
+    before the (long) build so that a refusal never leaves one half of an engine behind."""
+    from acmix_deploy.fileio import check_collisions, check_destination
+
+    side = sidecar_path(dest)
+    check_destination(dest, "-o")
+    check_destination(side, "sidecar")
+    outputs = {"-o": dest, "sidecar": side}
+    if timing_cache is not None:
+        check_destination(timing_cache, "--timing-cache")
+        check_collisions({"--onnx": onnx_path}, {"--timing-cache": timing_cache})
+    check_collisions({"--onnx": onnx_path}, outputs)
+    if record:
+        ws.check_manifest(artifact_workspace)
 
 
 def _build(trt: ModuleType, builder, network, config, progress: bool):

@@ -35,10 +35,10 @@ def inspect_engine(engine_path: str | os.PathLike[str], runtime: str = "auto", l
     """The sidecar, plus the engine inspector's layers when a GPU can deserialise the engine."""
     from acmix_deploy.trt.runner import check_engine_file, deserialize_engine, resolve_runtime
 
+    from acmix_deploy.trt.sidecar import verify_engine
+
     path = Path(engine_path)
-    if not path.exists():
-        raise AcmixError(f"{path} does not exist")
-    sidecar = read_sidecar(path)
+    sidecar = verify_engine(path)  # file and sidecar checked (sha256) before TensorRT or a GPU
     if not layers:
         return EngineReport(sidecar, None, None)
     data = check_engine_file(path, sidecar)

@@ -59,9 +59,9 @@ def validate_feeds(sidecar: Sidecar, feeds: dict[str, tuple[tuple[int, ...], str
 
 def check_engine_file(engine_path: Path, sidecar: Sidecar) -> bytes:
     """The engine bytes, after checking they are the ones the sidecar was written for."""
-    if not engine_path.exists():
-        raise AcmixError(f"{engine_path} does not exist")
-    data = engine_path.read_bytes()
+    from acmix_deploy.fileio import check_input_file
+
+    data = check_input_file(engine_path, "engine").read_bytes()
     if hashlib.sha256(data).hexdigest() != sidecar.engine_sha256:
         raise AcmixError(f"{engine_path.name} does not match its sidecar (sha256 differs): rebuild it")
     return data

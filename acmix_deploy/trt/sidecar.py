@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acmix_deploy.errors import AcmixError
+from acmix_deploy.errors import AcmixError, first_line
 
 FORMAT = "acmix-deploy-engine/1"
 # TensorRT-RTX engines built with no explicit target run on Ampere and later (8.0, 8.6, 8.9, 12.x);
@@ -80,23 +80,68 @@ def stored_onnx_path(onnx_path: str | os.PathLike[str], engine_path: str | os.Pa
 
 
 def read_sidecar(engine_path: str | os.PathLike[str]) -> Sidecar:
-    """Read `<engine>.json`; one-line errors for a missing or malformed sidecar."""
+    """Read `<engine>.json`; one-line errors for a missing or malformed sidecar (wrong JSON shape or
+    field types included), before anything touches TensorRT or a GPU."""
+    from acmix_deploy.fileio import check_input_file
+
     path = sidecar_path(engine_path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise AcmixError(
             f"{path} is missing: engines are only run with the sidecar written by `acmix-deploy build-trt`"
         )
+    check_input_file(path, "sidecar")
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
         data["inputs"] = [TensorInfo(**t) for t in data["inputs"]]
         data["outputs"] = [TensorInfo(**t) for t in data["outputs"]]
-        if data.get("onnx_path") and not Path(data["onnx_path"]).is_absolute():
+        if isinstance(data.get("onnx_path"), str) and data["onnx_path"] and not Path(data["onnx_path"]).is_absolute():
             data["onnx_path"] = os.path.normpath(path.resolve().parent / data["onnx_path"])
-        return Sidecar(**data)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise AcmixError(f"sidecar {path} is unreadable: {exc}") from None
+        side = Sidecar(**data)
+        _check_types(side)
+        return side
+    except (ValueError, TypeError, KeyError, RecursionError, UnicodeDecodeError) as exc:
+        raise AcmixError(f"sidecar {path} is unreadable: {first_line(exc)}") from None
+
+
+def _check_types(side: Sidecar) -> None:
+    """Fields the runners index into must have the written types (a hand-edited file may not)."""
+    if not side.inputs or not side.outputs:
+        raise ValueError("no inputs or outputs recorded")
+    for t in [*side.inputs, *side.outputs]:
+        if not isinstance(t.name, str) or not isinstance(t.dtype, str) or not isinstance(t.shape, list) \
+                or not all(isinstance(d, int) for d in t.shape):
+            raise ValueError(f"tensor {t.name!r} is malformed")
+    if not isinstance(side.profiles, dict) or not all(isinstance(v, dict) for v in side.profiles.values()):
+        raise ValueError("profiles must map input names to {min, opt, max}")
+    for key in ("engine_sha256", "onnx_sha256", "trt_flavour", "trt_version", "model", "precision"):
+        if not isinstance(getattr(side, key), str):
+            raise ValueError(f"{key} must be a string")
+    for shapes in side.profiles.values():
+        for key in ("min", "opt", "max"):
+            dims = shapes.get(key)
+            if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and d >= 0 for d in dims):
+                raise ValueError(f"profile {key} must be a list of non-negative integers")
+    if side.inputs[0].name not in side.profiles:
+        raise ValueError(f"no batch profile for input {side.inputs[0].name!r}")
+
+
+def verify_engine(engine_path: str | os.PathLike[str]) -> Sidecar:
+    """The sidecar of an engine whose file is present and is the one the sidecar was written for
+    (sha256): a missing, empty, corrupt or half-replaced engine is refused in one line, before a GPU."""
+    from acmix_deploy.fileio import check_input_file, sha256_file
+
+    path = check_input_file(engine_path, "engine")
+    side = read_sidecar(path)
+    if sha256_file(path) != side.engine_sha256:
+        raise AcmixError(
+            f"engine {path} does not match its sidecar {sidecar_path(path).name} (sha256 differs: a corrupt "
+            "or half-replaced file): rebuild it with `acmix-deploy build-trt`"
+        )
+    return side
 
 
 def parse_capability(text: str | tuple[int, int]) -> tuple[int, int]:

@@ -109,17 +109,20 @@ def test_profile_model_name(capsys):
 
 def test_engine_input_size_comes_from_its_sidecar(tmp_path):
     """An engine built at 16x16 is benched at 16x16 without --img-size; another size is a one-line error;
-    without a readable sidecar the default size stays (the runner reports the sidecar)."""
+    an engine without its sidecar is refused (checked before any GPU)."""
+    import hashlib
+
     from acmix_deploy.errors import AcmixError
     from acmix_deploy.trt.sidecar import Sidecar, TensorInfo, sidecar_path
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\0")
-    assert sources.from_file(engine).input_size == (sources.DEFAULT_IMG_SIZE,) * 2
+    with pytest.raises(AcmixError, match="is missing"):  # an engine without its sidecar is refused, before a GPU
+        sources.from_file(engine)
     sidecar = Sidecar(
         model="m", precision="fp32", inputs=[TensorInfo("images", "float32", [-1, 3, 16, 16])],
         outputs=[TensorInfo("logits", "float32", [-1, 10])], profiles={"images": {"min": [1], "opt": [1], "max": [1]}},
-        onnx_path="m.onnx", onnx_sha256="", engine_sha256="", trt_flavour="tensorrt-rtx", trt_version="1",
+        onnx_path="m.onnx", onnx_sha256="", engine_sha256=hashlib.sha256(b"\0").hexdigest(), trt_flavour="tensorrt-rtx", trt_version="1",
         gpu_name=None, gpu_compute_capability=None, target_compute_capabilities=None, build_seconds=0.0,
         created="", toolkit_version="0",
     )  # fmt: skip

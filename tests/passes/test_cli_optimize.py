@@ -94,7 +94,7 @@ def test_bad_options_are_one_line_errors(model_file, capsys, args, message):
 
 def test_missing_file_and_empty_workspace(tmp_path, capsys):
     assert cli(str(tmp_path / "nope.onnx")) == 2
-    assert "no such ONNX file" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     assert cli("--workspace", str(tmp_path / "empty")) == 2
     assert "no onnx artifact" in capsys.readouterr().err
 
