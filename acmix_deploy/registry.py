@@ -120,6 +120,11 @@ _OVERRIDES = {
         "window": "window_size", "heads": "num_heads", "shift": "shift", "depths": "depths",
         "drop_path_rate": "drop_path_rate", "in_chans": "in_chans", "patch_size": "patch_size",
     },
+    "san": {
+        "num_classes": "num_classes", "img_size": "img_size", "width": "width", "layers": "layers",
+        "kernels": "kernels", "in_chans": "in_chans", "shift": "shift", "fc_bias": "fc_bias",
+        "acmix_stage0": "acmix_stage0",
+    },
 }
 
 
@@ -140,6 +145,10 @@ def _build(card: ModelCard, overrides: dict[str, Any]) -> nn.Module:
         args[table[key]] = value
     if card.arch == "resnet":
         return ResNet(**args)
+    if card.arch == "san":
+        from acmix_deploy.archs.san import SAN
+
+        return SAN(**args)
     return SwinTransformer(**args)
 
 

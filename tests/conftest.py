@@ -13,6 +13,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 SMALL = {
     "resnet": dict(width=16, k_att=3, img_size=64, num_classes=10),
     "swin": dict(width=32, heads=2, window=4, img_size=64, num_classes=10),
+    "san": dict(width=32, kernels=[3, 3, 3, 3, 3], layers=[1, 1, 1, 1, 1], img_size=64, num_classes=10),
 }
 
 

@@ -22,6 +22,13 @@ PARAMS = {
     "resnet50": 25_557_032,
     "swin_t": 28_288_354,
     "swin_s": 49_606_258,
+    # SAN (patchwise) and our SAN-ACmix: shared/SAN_PVT.md
+    "san10": 11_841_124,
+    "san15": 16_181_310,
+    "san19": 20_518_470,
+    "san_acmix10": 11_994_612,
+    "san_acmix15": 16_414_134,
+    "san_acmix19": 20_829_278,
 }
 
 

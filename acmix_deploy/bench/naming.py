@@ -29,6 +29,27 @@ CONV_CHILDREN = ("fc", "dep_conv", "conv_path")
 # A module is an ACmix block when it has one of these children (they exist in no plain ResNet/Swin).
 BLOCK_MARKERS = ("dep_conv", "conv_path", "attention", "attn_path", "local_attn")
 
+# Parts other families' blocks have (category -> child names), registered with `register_parts` by
+# the family's parts module (imported at the end of this file); `classify` checks them after stage I.
+FAMILY_PARTS: dict[str, tuple[str, ...]] = {}
+
+
+def register_parts(category: str, label: str, children: tuple[str, ...]) -> None:
+    """Add a block part: children of a block with these names get `category` (labelled `label`), and
+    mark their parent as a block. Additive: the core categories and rules are unchanged."""
+    global BLOCK_MARKERS
+    CATEGORY_LABELS.setdefault(category, label)
+    FAMILY_PARTS[category] = tuple(children)
+    BLOCK_MARKERS = (*BLOCK_MARKERS, *(c for c in children if c not in BLOCK_MARKERS))
+
+
+def categories(present: Iterable[str] = ()) -> tuple[str, ...]:
+    """The core CATEGORIES plus the registered ones that occur in `present`, rest last."""
+    seen = set(present)
+    extra = tuple(c for c in FAMILY_PARTS if c in seen)
+    return (*CATEGORIES[:-1], *extra, CATEGORIES[-1])
+
+
 _MODULE_COMPONENT = re.compile(r"^[a-z_0-9][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 
 
@@ -87,6 +108,9 @@ def classify(path: str, blocks: Iterable[str]) -> tuple[str | None, str]:
     below = path[len(best) + 1 :].split(".")[0] if path != best else ""
     if _child_matches(below, STAGE1_CHILDREN):
         return best, STAGE1
+    for category, children in FAMILY_PARTS.items():
+        if _child_matches(below, children):
+            return best, category
     if _child_matches(below, ATTENTION_CHILDREN):
         return best, ATTENTION
     if _child_matches(below, CONV_CHILDREN):
@@ -133,3 +157,6 @@ def resolve_node(name: str, node_names: set[str], producers: dict[str, str]) -> 
             break
         cur = stripped
     return name
+
+
+import acmix_deploy.bench.parts_san  # noqa: E402,F401  (families register their block parts)

@@ -23,6 +23,12 @@ EXPORT_OPTIONS: dict[str, dict[str, Any]] = {
     "resnet50": {},
     "swin_t": {},
     "swin_s": {},
+    "san10": {"optimize": True},
+    "san15": {},
+    "san19": {},
+    "san_acmix10": {"features": True},
+    "san_acmix15": {},
+    "san_acmix19": {"optimize": True},
 }
 
 
