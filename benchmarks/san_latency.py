@@ -5,7 +5,7 @@ SAN's own unfold formulation of the same weights.
     python benchmarks/san_latency.py [--threads 2] [--rounds 15] [--repeats 3] [--size 224] [--workdir DIR]
 
 1. Exports (random init, seed 0, settled BatchNorm, as `acmix-deploy export` does): san10 and san_acmix10 in
-   the default deploy form (`gather`), san10 in the `slices` form, and the *reference* san10 module as it
+   the default deploy form (`slices`), with --gather san10 in the `gather` form too, and the *reference* san10 module as it
    is (ReflectionPad2d + Unfold, SAN's own formulation; the exporter lowers Unfold to Gathers) with the
    same weights. Every file is checked against the PyTorch reference before it is timed.
 2. Times them in one process, interleaved (bench.timing.time_interleaved: each round runs every session
@@ -34,12 +34,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def export_all(folder: Path, size: int) -> dict[str, Path]:
+def export_all(folder: Path, size: int, gather: bool) -> dict[str, Path]:
     """label -> verified ONNX file (reused when present in the folder)."""
     from acmix_deploy.export import export_onnx, reference_and_deploy, to_onnx_proto, verify_model
 
-    jobs = {"san10": ("san10", {}), "san_acmix10": ("san_acmix10", {}),
-            "san10_slices": ("san10", {"san_form": "slices"})}
+    jobs = {"san10": ("san10", {}), "san_acmix10": ("san_acmix10", {})}
+    if gather:
+        jobs["san10_gather"] = ("san10", {"san_form": "gather"})
     out = {}
     for label, (name, options) in jobs.items():
         path = folder / f"{label}_{size}.onnx"
@@ -101,16 +102,18 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--gather", action="store_true", help="also time san10 in the gather deploy form")
     args = ap.parse_args()
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="san_latency_"))
     folder.mkdir(parents=True, exist_ok=True)
-    paths = export_all(folder, args.size)
+    paths = export_all(folder, args.size, args.gather)
     medians = time_runs(paths, args.size, args.threads, args.rounds, args.repeats)
     ratios = {
         "san_acmix10 / san10": [a / b for a, b in zip(medians["san_acmix10"], medians["san10"])],
         "san10 unfold export / san10 ours": [a / b for a, b in zip(medians["san10_unfold"], medians["san10"])],
-        "san10 slices form / gather form": [a / b for a, b in zip(medians["san10_slices"], medians["san10"])],
     }
+    if args.gather:
+        ratios["san10 gather form / slices form"] = [a / b for a, b in zip(medians["san10_gather"], medians["san10"])]
     print(f"\nONNX Runtime CPU, batch 1, {args.size} px, {args.threads} threads, {args.repeats} runs x "
           f"{args.rounds} interleaved rounds")
     for k, v in medians.items():
@@ -118,7 +121,7 @@ def main() -> None:
     for k, v in ratios.items():
         print(f"  {k:34s} {np.median(v):.3f}  (spread {min(v):.3f} - {max(v):.3f})")
     print("\nlargest intermediates of layer1.0.sam (56 x 56, rel 16, mid 64, K 7), ONNX shape inference:")
-    for label in ("san_acmix10", "san10_slices", "san10_unfold"):
+    for label in [k for k in ("san_acmix10", "san10_gather", "san10_unfold") if k in paths]:
         for name, shape, n in block_tensors(paths[label])[:2]:
             print(f"  {label:13s} {n * 4 / 2**20:6.1f} MiB {shape} {name}")
     if args.json:
