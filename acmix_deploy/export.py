@@ -349,7 +349,8 @@ def settle_batchnorm(model, card, img_size: int, n_images: int = 8, seed: int = 
         settled = dict(model.named_buffers())
         with torch.no_grad():
             for name, buf in reference.named_buffers():
-                if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
+                # BatchNorms the deploy form folded away (SAN's weight network) keep their statistics
+                if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked") and name in settled:
                     buf.copy_(settled[name])
     return True
 

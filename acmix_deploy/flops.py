@@ -3,7 +3,10 @@
 Conv / matmul MACs come from torch.utils.flop_counter on the reference forward, run on the meta
 device (no memory, no arithmetic). The ResNet-ACmix attention is elementwise multiply-and-sum over
 k_att^2 neighbours, which the counter does not see; it is added analytically:
-2 * C * k_att^2 MACs per output pixel (q.k logits and the weighted sum of v).
+2 * C * k_att^2 MACs per output pixel (q.k logits and the weighted sum of v). SAN's aggregation
+likewise adds mid * K^2 MACs per pixel (SAN's own counter's rule); SAN's SAMs are listed as blocks in
+the baselines too (SAN's stage I / II split exists without ACmix). SAN's util/complexity.py also counts
+BatchNorm, ReLU, pooling and biases; this counter does not.
 Stage I = the q/k/v projections (ResNet: conv1/conv2/conv3 of the block; Swin: qkv);
 stage II = everything else of the block (positional conv, attention, fc, shift conv, Swin's proj).
 """
@@ -17,6 +20,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from acmix_deploy.nn.acmix import ACmix, acmix_blocks, out_size
+from acmix_deploy.nn.san import SAM
 
 
 @dataclass
@@ -60,7 +64,20 @@ def count_params(model: nn.Module) -> int:
 
 
 def _stage1_children(block: nn.Module) -> tuple[str, ...]:
-    return ("conv1", "conv2", "conv3") if isinstance(block, ACmix) else ("qkv",)
+    return ("conv1", "conv2", "conv3") if isinstance(block, (ACmix, SAM)) else ("qkv",)
+
+
+def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """ACmix blocks, plus SAN's SAMs without the conv path (SAN baselines have a stage I / II split too)."""
+    found = dict(acmix_blocks(model))
+    return [(n, m) for n, m in model.named_modules() if n in found or isinstance(m, SAM)]
+
+
+def _unseen_macs(block: nn.Module, h: int, w: int) -> int:
+    """Elementwise multiply-and-sum the counter does not see: local attention or SAN's aggregation."""
+    if isinstance(block, SAM):
+        return block.out_planes * block.kernel_size**2 * h * w
+    return _elementwise_attention_macs(block, h, w) if isinstance(block, ACmix) else 0
 
 
 def _elementwise_attention_macs(block: ACmix, h: int, w: int) -> int:
@@ -80,8 +97,8 @@ def model_stats(name: str, img_size: int | None = None, model: nn.Module | None 
     sizes: dict[str, tuple[int, int]] = {}
     hooks = [
         m.register_forward_pre_hook(lambda mod, args, p=p: sizes.__setitem__(p, tuple(args[0].shape[-2:])))
-        for p, m in acmix_blocks(meta_model)
-        if isinstance(m, ACmix)
+        for p, m in _blocks(meta_model)
+        if isinstance(m, (ACmix, SAM))
     ]
     with counter, torch.no_grad():
         meta_model(torch.empty(1, 3, size, size, device="meta"))
@@ -94,9 +111,9 @@ def model_stats(name: str, img_size: int | None = None, model: nn.Module | None 
 
     learned = dict(acmix_blocks(model)) if model is not None else {}
     blocks, attention = [], 0
-    for path, block in acmix_blocks(meta_model):
+    for path, block in _blocks(meta_model):
         stage1 = sum(macs(f"{path}.{c}") for c in _stage1_children(block))
-        extra = _elementwise_attention_macs(block, *sizes[path]) if isinstance(block, ACmix) else 0
+        extra = _unseen_macs(block, *sizes[path]) if path in sizes else 0
         attention += extra
         rates = (None, None)
         if path in learned and hasattr(learned[path], "rate1"):

@@ -125,6 +125,11 @@ _OVERRIDES = {
         "depths": "depths", "sr_ratios": "sr_ratios", "mlp_ratios": "mlp_ratios", "shift": "shift",
         "fc_bias": "fc_bias", "drop_path_rate": "drop_path_rate", "in_chans": "in_chans",
     },
+    "san": {
+        "num_classes": "num_classes", "img_size": "img_size", "width": "width", "layers": "layers",
+        "kernels": "kernels", "in_chans": "in_chans", "shift": "shift", "fc_bias": "fc_bias",
+        "acmix_stage0": "acmix_stage0",
+    },
 }
 
 
@@ -182,6 +187,10 @@ def _build(card: ModelCard, overrides: dict[str, Any]) -> nn.Module:
         from acmix_deploy.archs.pvt import PyramidVisionTransformer
 
         return PyramidVisionTransformer(**args)
+    if card.arch == "san":
+        from acmix_deploy.archs.san import SAN
+
+        return SAN(**args)
     return SwinTransformer(**args)
 
 

@@ -15,6 +15,7 @@ SMALL = {
     "swin": dict(width=32, heads=2, window=4, img_size=64, num_classes=10),
     # head_dim 8; stages 1-2 take the folded-fc deploy path, 3-4 the unfolded one
     "pvt": dict(embed_dims=[8, 16, 40, 64], heads=[1, 2, 5, 8], depths=[1, 1, 1, 1], img_size=64, num_classes=10),
+    "san": dict(width=32, kernels=[3, 3, 3, 3, 3], layers=[1, 1, 1, 1, 1], img_size=64, num_classes=10),
 }
 
 

@@ -27,6 +27,13 @@ PARAMS = {
     "pvt_s": 24_485_864,
     "pvt_acmix_t": 13_396_128,
     "pvt_acmix_s": 24_824_755,
+    # SAN (patchwise) and our SAN-ACmix: shared/SAN_PVT.md
+    "san10": 11_841_124,
+    "san15": 16_181_310,
+    "san19": 20_518_470,
+    "san_acmix10": 11_994_612,
+    "san_acmix15": 16_414_134,
+    "san_acmix19": 20_829_278,
 }
 
 

@@ -59,6 +59,28 @@ def _load_families() -> None:
             importlib.import_module(f"acmix_deploy.archs.{info.name}")
 
 
+# Parts other families' blocks have (category -> child names), registered with `register_category` by
+# the family's parts module (archs/<family>_parts.py); `classify` checks them after stage I.
+FAMILY_PARTS: dict[str, tuple[str, ...]] = {}
+
+
+def register_category(category: str, label: str, children: tuple[str, ...]) -> None:
+    """Add a block part: children of a block with these names get `category` (labelled `label`), and
+    mark their parent as a block. Additive: the core categories and rules are unchanged."""
+    global BLOCK_MARKERS
+    CATEGORY_LABELS.setdefault(category, label)
+    FAMILY_PARTS[category] = tuple(children)
+    BLOCK_MARKERS = (*BLOCK_MARKERS, *(c for c in children if c not in BLOCK_MARKERS))
+
+
+def categories(present: Iterable[str] = ()) -> tuple[str, ...]:
+    """The core CATEGORIES plus the registered ones that occur in `present`, rest last."""
+    _load_families()
+    seen = set(present)
+    extra = tuple(c for c in FAMILY_PARTS if c in seen)
+    return (*CATEGORIES[:-1], *extra, CATEGORIES[-1])
+
+
 _MODULE_COMPONENT = re.compile(r"^[a-z_0-9][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 
 
@@ -119,6 +141,9 @@ def classify(path: str, blocks: Iterable[str]) -> tuple[str | None, str]:
     below = path[len(best) + 1 :].split(".")[0] if path != best else ""
     if _child_matches(below, STAGE1_CHILDREN):
         return best, STAGE1
+    for category, children in FAMILY_PARTS.items():
+        if _child_matches(below, children):
+            return best, category
     if _child_matches(below, ATTENTION_CHILDREN):
         return best, ATTENTION
     if _child_matches(below, CONV_CHILDREN):
@@ -165,3 +190,4 @@ def resolve_node(name: str, node_names: set[str], producers: dict[str, str]) -> 
             break
         cur = stripped
     return name
+

@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any
 
 from acmix_deploy.bench.machine import machine_info, usable_cpus
 from acmix_deploy.bench.naming import (
-    CATEGORIES,
     CATEGORY_LABELS,
     REST,
+    categories,
     classify,
     engine_layer_node,
     find_blocks,
@@ -86,8 +86,12 @@ class ProfileResult:
     def kernel_ms(self) -> float:
         return sum(n.ms for n in self.nodes)
 
+    def categories(self) -> tuple[str, ...]:
+        """The core categories plus the family parts (SAN's weight net, ...) that occur."""
+        return categories(n.category for n in self.nodes)
+
     def totals(self) -> dict[str, float]:
-        out = dict.fromkeys(CATEGORIES, 0.0)
+        out = dict.fromkeys(self.categories(), 0.0)
         for n in self.nodes:
             out[n.category] += n.ms
         return out
@@ -98,7 +102,7 @@ class ProfileResult:
         for n in self.nodes:
             if n.block is None:
                 continue
-            row = rows.setdefault(n.block, dict.fromkeys(CATEGORIES, 0.0))
+            row = rows.setdefault(n.block, dict.fromkeys(self.categories(), 0.0))
             row[n.category] += n.ms
         return [{"block": b, **r, "total": sum(r.values())} for b, r in rows.items()]
 
@@ -347,19 +351,21 @@ def render_profile(report: ProfileReport, console: Console, top_ops: int = 12) -
             title_justify="left",
         )
         table.add_column("ACmix block")
-        for cat in CATEGORIES:
+        cats = r.categories()
+        for cat in cats:
             table.add_column(CATEGORY_LABELS[cat], justify="right")
         table.add_column("block total", justify="right")
         table.add_column("of network", justify="right")
         for b in r.blocks():
-            table.add_row(b["block"], *[_cell(b[c], b["total"]) for c in CATEGORIES], f"{b['total']:.2f}",
+            table.add_row(b["block"], *[_cell(b[c], b["total"]) for c in cats], f"{b['total']:.2f}",
                           f"{b['total'] / kernel:.0%}" if kernel else "-")  # fmt: skip
         outside = r.outside_blocks_ms()
         table.add_section()
-        table.add_row("outside ACmix blocks", "", "", "", _cell(outside, outside), f"{outside:.2f}",
+        table.add_row("outside ACmix blocks", *[_cell(outside, outside) if c == REST else "" for c in cats],
+                      f"{outside:.2f}",
                       f"{outside / kernel:.0%}" if kernel else "-")  # fmt: skip
         totals = r.totals()
-        table.add_row("[bold]total[/bold]", *[_cell(totals[c], kernel) for c in CATEGORIES], f"{kernel:.2f}", "100%",
+        table.add_row("[bold]total[/bold]", *[_cell(totals[c], kernel) for c in cats], f"{kernel:.2f}", "100%",
                       style="bold")  # fmt: skip
         console.print(table)
         ops = Table(title=f"top op types on {r.backend}", title_justify="left")
@@ -392,19 +398,21 @@ def write_profile_plot(report: ProfileReport, path: str | os.PathLike[str], top_
         raise AcmixError("nothing to plot: no backend produced a profile")
     fig, axes = plt.subplots(len(ok), 2, figsize=(12, 1.5 + 0.32 * max(len(r.blocks()) for r in ok) + 2.5 * len(ok)),
                              squeeze=False)  # fmt: skip
-    colours = {"stage1": "#4c72b0", "attention": "#dd8452", "conv": "#55a868", REST: "#8c8c8c"}
+    colours = {"stage1": "#4c72b0", "attention": "#dd8452", "conv": "#55a868", REST: "#8c8c8c",
+               "weight_net": "#8172b3", "aggregation": "#c44e52"}
     for (ax_b, ax_o), r in zip(axes, ok):
-        rows = r.blocks() + [{"block": "outside ACmix blocks", **dict.fromkeys(CATEGORIES, 0.0),
+        cats = r.categories()
+        rows = r.blocks() + [{"block": "outside ACmix blocks", **dict.fromkeys(cats, 0.0),
                               REST: r.outside_blocks_ms()}]  # fmt: skip
         labels = [b["block"] for b in rows][::-1]
         left = [0.0] * len(rows)
-        for cat in CATEGORIES:
+        for cat in cats:
             vals = [b[cat] for b in rows][::-1]
-            ax_b.barh(labels, vals, left=left, color=colours[cat], label=CATEGORY_LABELS[cat])
+            ax_b.barh(labels, vals, left=left, color=colours.get(cat, "#c44e52"), label=CATEGORY_LABELS[cat])
             left = [a + v for a, v in zip(left, vals)]
         totals = r.totals()
         kernel = r.kernel_ms or 1.0
-        share = ", ".join(f"{CATEGORY_LABELS[c]} {totals[c] / kernel:.0%}" for c in CATEGORIES)
+        share = ", ".join(f"{CATEGORY_LABELS[c]} {totals[c] / kernel:.0%}" for c in cats)
         ax_b.set_title(f"{r.backend}: ms per run by ACmix block\ntotal: {share}", fontsize=9)
         ax_b.set_xlabel("ms")
         ax_b.tick_params(axis="y", labelsize=7)

@@ -46,6 +46,7 @@ def train_command(
     shift: Annotated[Optional[str], typer.Option(help="Shift implementation: group, fixed or tensor.", rich_help_panel=_MODEL)] = None,
     window: Annotated[Optional[int], typer.Option(help="Swin window size.", rich_help_panel=_MODEL)] = None,
     drop_path: Annotated[Optional[float], typer.Option("--drop-path", help="Swin stochastic depth rate.", rich_help_panel=_MODEL)] = None,
+    kernels: Annotated[Optional[str], typer.Option(help="SAN kernel per stage, comma-separated (digits at 64 px: 3,3,3,3,3).", rich_help_panel=_MODEL)] = None,
     num_classes: Annotated[Optional[int], typer.Option("--num-classes", help="Checked against the class folders (taken from the data when omitted).", rich_help_panel=_MODEL)] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
 ) -> None:
@@ -60,8 +61,20 @@ def train_command(
         "form": form, "compile": compile_,
     }
     overrides = {"width": width, "k_att": k_att, "heads": heads, "shift": shift, "window": window,
-                 "drop_path_rate": drop_path, "num_classes": num_classes}
+                 "drop_path_rate": drop_path, "num_classes": num_classes, "kernels": _int_list(kernels)}
     if any(v is not None for v in overrides.values()):
         options["overrides"] = {k: v for k, v in overrides.items() if v is not None}
     config, state = prepare(options, resume)
     train(config, state, show_progress=progress)
+
+
+def _int_list(text: Optional[str]) -> Optional[list[int]]:
+    """"3,3,3,3,3" -> [3, 3, 3, 3, 3]; a malformed list is a one-line error."""
+    if text is None:
+        return None
+    from acmix_deploy.errors import AcmixError
+
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise AcmixError(f"--kernels takes comma-separated integers such as 3,3,3,3,3, got {text!r}") from None

@@ -151,12 +151,13 @@ class ACmix(nn.Module):
 
 
 def acmix_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(module path, block) of every ACmix block of a model, ResNet or Swin."""
+    """(module path, block) of every ACmix block of a model, ResNet, Swin or SAN (SAM with acmix)."""
     from acmix_deploy.archs.swin import WindowAttention  # local import: archs import this module
     from acmix_deploy.nn.pvt_attention import SRAttention
+    from acmix_deploy.nn.san import SAM
 
     return [
         (n, m)
         for n, m in model.named_modules()
-        if isinstance(m, ACmix) or (isinstance(m, (WindowAttention, SRAttention)) and m.acmix)
+        if isinstance(m, ACmix) or (isinstance(m, (WindowAttention, SRAttention, SAM)) and m.acmix)
     ]

@@ -301,6 +301,10 @@ def switch_to_deploy(model: nn.Module, img_size: int | None = None, **options: A
     if img_size is None:
         img_size = int(getattr(getattr(model, "card", None), "input_size", 224))
     deployed = copy.deepcopy(model).eval()
+    if type(deployed).__name__ == "SAN":  # SAN / SAN-ACmix (archs/san.py): option `san_form`
+        from acmix_deploy.nn.san_deploy import switch_san_to_deploy
+
+        return switch_san_to_deploy(deployed, img_size, **options)
     if isinstance(deployed, SwinTransformer):
         from acmix_deploy.nn.swin_deploy import switch_swin_to_deploy
 

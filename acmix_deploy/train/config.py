@@ -17,7 +17,8 @@ from acmix_deploy.train.schedule import OPTIMIZERS
 
 DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-5, "adamw": 0.05}
-MODEL_OVERRIDES = ("width", "k_att", "heads", "shift", "window", "num_classes", "layers", "depths", "drop_path_rate")
+MODEL_OVERRIDES = ("width", "k_att", "heads", "shift", "window", "num_classes", "layers", "depths", "drop_path_rate",
+                   "kernels")
 # Options that may differ on resume without changing any number the run computes.
 # (A different thread count may change float summation order: same count for bit-exact resume.)
 RESUME_FREE = ("data", "out", "workers", "threads")

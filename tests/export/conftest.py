@@ -27,6 +27,12 @@ EXPORT_OPTIONS: dict[str, dict[str, Any]] = {
     "pvt_s": {"batch": 2},
     "pvt_acmix_t": {"features": True},
     "pvt_acmix_s": {"optimize": True},
+    "san10": {"optimize": True},
+    "san15": {},
+    "san19": {},
+    "san_acmix10": {"features": True},
+    "san_acmix15": {},
+    "san_acmix19": {"optimize": True},
 }
 
 
