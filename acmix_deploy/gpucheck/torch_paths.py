@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from acmix_deploy.gpucheck.context import Context, forward, injected, strict_fp32
-from acmix_deploy.gpucheck.core import CheckFailed, NotAvailable, Outcome, Step, parity_outcome
+from acmix_deploy.gpucheck.core import CheckFailed, NotAvailable, Outcome, Step, parity_outcome, precision_outcome
 from acmix_deploy.gpucheck.plan import ModelSpec
 
 
@@ -38,8 +38,6 @@ def deploy(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
     ctx.require_device()
     import torch
 
-    from acmix_deploy.parity import FP16_TOL, FP32_TOL
-
     built = ctx.model(spec)
     if precision == "fp32":
         with strict_fp32():
@@ -47,11 +45,9 @@ def deploy(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
         if injected("torch-deploy"):
             out = out.copy()
             out.flat[0] += 0.01 * float(np.abs(built.ref_out).max())
-        tol = FP32_TOL
     else:
         out, ms = forward(built.deploy, built.images, ctx.device, torch.float16)
-        tol = FP16_TOL
-    line, numbers = parity_outcome(built.ref_out, out, tol, f"deploy form {precision} vs reference")
+    line, numbers = precision_outcome(built.ref_out, out, precision, f"deploy form {precision} vs reference")
     return line, {**numbers, "ms": ms}
 
 
