@@ -51,9 +51,21 @@ def deploy(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
     return line, {**numbers, "ms": ms}
 
 
+def compiler_missing(backend: str) -> str | None:
+    """inductor needs a C compiler (on CUDA, Triton builds its launcher with one); aot_eager does not."""
+    import shutil
+
+    if backend != "inductor" or os.environ.get("CC") or any(shutil.which(c) for c in ("cc", "gcc", "clang")):
+        return None
+    return "torch.compile (inductor) needs a C compiler and none is on PATH (cc, gcc, clang; or set CC)"
+
+
 def compile_check(ctx: Context, spec: ModelSpec) -> Outcome:
     """torch.compile of the deploy form in a child process, killed when the budget runs out."""
     ctx.require_device()
+    missing = compiler_missing(ctx.plan.compile_backend)
+    if missing:
+        raise NotAvailable(missing)
     timeout = max(5.0, ctx.remaining() - 3.0)
     args = {"name": spec.name, "build": spec.build_kwargs(), "device": ctx.device,
             "backend": ctx.plan.compile_backend, "batch": ctx.plan.parity_batch}

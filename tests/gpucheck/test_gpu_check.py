@@ -231,3 +231,14 @@ def test_fp16_gate_is_cosine_and_decisive_top1():
         precision_outcome(ref, ref + np.array([[0, 3.0, 0, 0], [0, 0, 0, 0]], np.float32), "fp16", "fp16")
     with pytest.raises(CheckFailed, match="FAILED fp32"):
         precision_outcome(ref, near, "fp32", "fp32")
+
+
+def test_inductor_without_a_c_compiler_is_not_available(monkeypatch):
+    from acmix_deploy.gpucheck.torch_paths import compiler_missing
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CC", raising=False)
+    assert compiler_missing("inductor").startswith("torch.compile (inductor) needs a C compiler")
+    assert compiler_missing("aot_eager") is None
+    monkeypatch.setenv("CC", "/usr/bin/gcc")
+    assert compiler_missing("inductor") is None
