@@ -7,7 +7,6 @@ The dry run shares one work folder with the subprocess run, so the tiny model is
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -40,9 +39,9 @@ def _has_trt() -> bool:
 
 
 def _fast_form() -> bool:
-    from acmix_deploy.train.config import TrainConfig
+    from acmix_deploy.gpucheck.train_paths import fast_form
 
-    return "form" in {f.name for f in dataclasses.fields(TrainConfig)}
+    return fast_form() is not None
 
 
 def _rows(data: dict) -> dict[tuple[str, str], dict]:
@@ -119,6 +118,9 @@ def test_dry_run_cpu_analogues_are_ok_with_numbers(dry):
     fast = next(r for r in train if "fast form" in r["subject"])
     if not _fast_form():
         assert fast["status"] == NOT_AVAILABLE and "no fast training form" in fast["reason"]
+    else:  # the same steps in train's fast form: same seed and data, so the first loss matches within rounding
+        assert fast["status"] == OK and fast["numbers"]["form"] != "reference"
+        assert fast["numbers"]["losses"][0] == pytest.approx(ref["numbers"]["losses"][0], rel=1e-4)
 
 
 def test_dry_run_optional_backends_follow_what_is_installed(dry):
