@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from acmix_deploy.gpucheck.context import Context
-from acmix_deploy.gpucheck.core import NotAvailable, Outcome, Step, module_missing, parity_outcome
+from acmix_deploy.gpucheck.core import NotAvailable, Outcome, Step, module_missing, parity_outcome, precision_outcome
 from acmix_deploy.gpucheck.plan import ModelSpec
 
 PROVIDERS = {
@@ -105,8 +105,6 @@ def _ort_run(path: Path, provider: str, images: np.ndarray) -> tuple[np.ndarray,
 
 
 def onnxruntime(ctx: Context, spec: ModelSpec, backend: str, precision: str) -> Outcome:
-    from acmix_deploy.parity import FP16_TOL, FP32_TOL
-
     missing = provider_missing(PROVIDERS[backend])
     if missing:
         raise NotAvailable(missing)
@@ -117,8 +115,7 @@ def onnxruntime(ctx: Context, spec: ModelSpec, backend: str, precision: str) -> 
         path = ctx.need(ctx.fp16, spec.label, "the fp16 ONNX")
     built = ctx.model(spec)
     out, ms = _ort_run(path, PROVIDERS[backend], built.images)
-    tol = FP32_TOL if precision == "fp32" else FP16_TOL
-    line, numbers = parity_outcome(built.ref_out, out, tol, f"{backend} {precision} vs reference ({ctx.device})")
+    line, numbers = precision_outcome(built.ref_out, out, precision, f"{backend} {precision} vs reference ({ctx.device})")
     return line, {**numbers, "ms": ms}
 
 

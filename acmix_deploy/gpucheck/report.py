@@ -102,7 +102,9 @@ def key_numbers(row: dict[str, Any]) -> str:
     """The few numbers a reader wants first, as one short string."""
     n = row.get("numbers") or {}
     parts = []
-    if "max_abs" in n and "limit" in n:
+    if str(n.get("gate", "")).startswith("cosine"):
+        parts.append(f"cosine {n['cosine']:.6f} ({n['gate']}), max abs {n['max_abs']:.2e}")
+    elif "max_abs" in n and "limit" in n:
         parts.append(f"max abs {n['max_abs']:.2e} (limit {n['limit']:.2e})")
     if "ratio" in n:
         parts.append(f"{n['model_ms']:.3f} / {n['baseline_ms']:.3f} ms = {n['ratio']:.2f}x")

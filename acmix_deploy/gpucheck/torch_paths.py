@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from acmix_deploy.gpucheck.context import Context, forward, injected, strict_fp32
-from acmix_deploy.gpucheck.core import CheckFailed, NotAvailable, Outcome, Step, parity_outcome
+from acmix_deploy.gpucheck.core import CheckFailed, NotAvailable, Outcome, Step, parity_outcome, precision_outcome
 from acmix_deploy.gpucheck.plan import ModelSpec
 
 
@@ -38,8 +38,6 @@ def deploy(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
     ctx.require_device()
     import torch
 
-    from acmix_deploy.parity import FP16_TOL, FP32_TOL
-
     built = ctx.model(spec)
     if precision == "fp32":
         with strict_fp32():
@@ -47,17 +45,27 @@ def deploy(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
         if injected("torch-deploy"):
             out = out.copy()
             out.flat[0] += 0.01 * float(np.abs(built.ref_out).max())
-        tol = FP32_TOL
     else:
         out, ms = forward(built.deploy, built.images, ctx.device, torch.float16)
-        tol = FP16_TOL
-    line, numbers = parity_outcome(built.ref_out, out, tol, f"deploy form {precision} vs reference")
+    line, numbers = precision_outcome(built.ref_out, out, precision, f"deploy form {precision} vs reference")
     return line, {**numbers, "ms": ms}
+
+
+def compiler_missing(backend: str) -> str | None:
+    """inductor needs a C compiler (on CUDA, Triton builds its launcher with one); aot_eager does not."""
+    import shutil
+
+    if backend != "inductor" or os.environ.get("CC") or any(shutil.which(c) for c in ("cc", "gcc", "clang")):
+        return None
+    return "torch.compile (inductor) needs a C compiler and none is on PATH (cc, gcc, clang; or set CC)"
 
 
 def compile_check(ctx: Context, spec: ModelSpec) -> Outcome:
     """torch.compile of the deploy form in a child process, killed when the budget runs out."""
     ctx.require_device()
+    missing = compiler_missing(ctx.plan.compile_backend)
+    if missing:
+        raise NotAvailable(missing)
     timeout = max(5.0, ctx.remaining() - 3.0)
     args = {"name": spec.name, "build": spec.build_kwargs(), "device": ctx.device,
             "backend": ctx.plan.compile_backend, "batch": ctx.plan.parity_batch}

@@ -10,6 +10,7 @@ one (see `fast_form`).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import time
 
 import numpy as np
@@ -20,12 +21,12 @@ from acmix_deploy.gpucheck.plan import ModelSpec
 
 
 def fast_form() -> str | None:
-    """The name of train's fast form when this version has one (TrainConfig grows a `form` option
-    with it), else None. Hook for the fast form: build it in `_model` below."""
+    """The name of train's fast form when this version has one (`train --form`, converted by
+    acmix_deploy.nn.acmix_train.to_form), else None."""
     from acmix_deploy.train.config import TrainConfig
 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    if "form" not in fields:
+    if "form" not in fields or importlib.util.find_spec("acmix_deploy.nn.acmix_train") is None:
         return None
     default = fields["form"].default
     return str(default) if default != "reference" else "fast"
@@ -40,15 +41,18 @@ def _amp_dtype(device: str):
 
 
 def _model(spec: ModelSpec, form: str):
+    """The registered model in `form`, as `train` builds it (same seed for both forms)."""
     import torch
 
     from acmix_deploy.registry import create_model
 
-    if form != "reference":
-        raise NotAvailable(f"train has a {form!r} form, but gpu-check does not build it yet "
-                           "(acmix_deploy/gpucheck/train_paths.py: _model)")
     torch.manual_seed(0)
-    return create_model(spec.name, **spec.build_kwargs())
+    model = create_model(spec.name, **spec.build_kwargs())
+    if form != "reference":
+        from acmix_deploy.nn.acmix_train import to_form
+
+        to_form(model, form)
+    return model
 
 
 def _step_timer(device: str):

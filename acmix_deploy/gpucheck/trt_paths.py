@@ -11,7 +11,7 @@ import json
 import shutil
 
 from acmix_deploy.gpucheck.context import Context
-from acmix_deploy.gpucheck.core import CheckFailed, NotAvailable, Outcome, Step, parity_outcome
+from acmix_deploy.gpucheck.core import CheckFailed, NotAvailable, Outcome, Step, precision_outcome
 from acmix_deploy.gpucheck.plan import ModelSpec
 
 
@@ -45,8 +45,6 @@ def build(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
 
 
 def run(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
-    from acmix_deploy.parity import FP16_TOL, FP32_TOL
-
     _trt_or_unavailable()
     if ctx.device == "cpu" or ctx.cuda_reason:
         raise NotAvailable(ctx.cuda_reason or "running an engine needs a CUDA GPU (dry mode: the build is checked)")
@@ -64,8 +62,8 @@ def run(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
     out = runner(x, sync=False)
     end.record()
     end.synchronize()
-    tol = FP32_TOL if precision == "fp32" else FP16_TOL
-    line, numbers = parity_outcome(built.ref_out, out.float().cpu().numpy(), tol, f"engine {precision} vs reference")
+    line, numbers = precision_outcome(built.ref_out, out.float().cpu().numpy(), precision,
+                                      f"engine {precision} vs reference")
     return line, {**numbers, "ms": float(start.elapsed_time(end)), "warnings": list(runner.warnings)}
 
 
