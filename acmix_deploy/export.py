@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -396,17 +395,12 @@ def reference_and_deploy(
 
 def _probe_writable(dest: Path) -> None:
     """Fail in a second, not after the export, when the output cannot be written."""
-    from acmix_deploy.fileio import check_destination
+    from acmix_deploy.fileio import check_destination, probe_write
 
     if dest.is_dir():
         raise AcmixError(f"output {dest} is a directory; give a file path such as {dest / 'model.onnx'}")
     check_destination(dest, "-o")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".probe", dir=dest.parent)
-    except OSError as exc:
-        raise AcmixError(f"cannot write to {dest.parent}: {exc.strerror or exc}") from None
-    os.close(fd)
-    os.unlink(tmp)
+    probe_write(dest)
 
 
 def export_onnx(

@@ -181,6 +181,19 @@ def check_input_file(path: str | os.PathLike[str], what: str = "input", allow_em
     return path
 
 
+def probe_write(dest: str | os.PathLike[str]) -> None:
+    """Create and remove a temp beside `dest`: proves, in a millisecond, that the folder takes a new file
+    (permissions, read-only or full file systems) before a long computation."""
+    dest = check_destination(dest)
+    tmp = temp_path(dest)
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise AcmixError(f"cannot write to {dest.parent}: {exc.strerror or exc}") from None
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+
+
 def _identity(path: Path) -> tuple[Path, tuple[int, int] | None]:
     try:
         st = path.stat()
