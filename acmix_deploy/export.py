@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from acmix_deploy import validate
 from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError, ParityError, first_line
-from acmix_deploy.fileio import sha256_file, write_bytes_atomic
+from acmix_deploy.fileio import check_collisions, sha256_file, write_bytes_atomic
 
 INPUT_NAME = "images"
 LOGITS_NAME = "logits"
@@ -408,17 +408,26 @@ def reference_and_deploy(
 
 def _probe_writable(dest: Path) -> None:
     """Fail in a second, not after the export, when the output cannot be written."""
-    from acmix_deploy.fileio import check_destination
+    from acmix_deploy.fileio import check_destination, probe_write
 
     if dest.is_dir():
         raise AcmixError(f"output {dest} is a directory; give a file path such as {dest / 'model.onnx'}")
     check_destination(dest, "-o")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".probe", dir=dest.parent)
-    except OSError as exc:
-        raise AcmixError(f"cannot write to {dest.parent}: {exc.strerror or exc}") from None
-    os.close(fd)
-    os.unlink(tmp)
+    probe_write(dest)
+
+
+def _check_before_work(
+    opset: int, img_size: int | None, batch: int, checkpoint: str | os.PathLike[str] | None,
+    output: str | os.PathLike[str] | None, workspace: str | os.PathLike[str] | None,
+) -> None:
+    """Options, the output (writable, not the checkpoint) and the manifest: all refused in a second."""
+    validate.opset(opset)
+    validate.img_size(img_size, batch=batch)
+    if output is not None:
+        _probe_writable(Path(output))
+        check_collisions({"--checkpoint": checkpoint}, {"-o": output})
+    else:
+        ws.check_manifest(workspace)  # a corrupt manifest fails now, not after the export
 
 
 def export_onnx(
@@ -458,16 +467,7 @@ def export_onnx(
         raise AcmixError(f"unknown shift mode {shift!r}; choose one of {', '.join(SHIFT_MODES)}")
     if optimize:
         require_graphsurgeon()
-    from acmix_deploy import validate
-    from acmix_deploy.fileio import check_collisions
-
-    validate.opset(opset)
-    validate.img_size(img_size, batch=batch)
-    if output is not None:
-        _probe_writable(Path(output))  # fail in a second, not after the export
-        check_collisions({"--checkpoint": checkpoint}, {"-o": output})
-    else:
-        ws.check_manifest(workspace)  # a corrupt manifest fails now, not after the export
+    _check_before_work(opset, img_size, batch, checkpoint, output, workspace)
     loaded = None
     if checkpoint is not None:
         from acmix_deploy.checkpoint import read_checkpoint
@@ -479,7 +479,8 @@ def export_onnx(
         raise AcmixError("give --model NAME (the checkpoint does not say which model it holds)")
     card = get_card(model_name)  # unknown names fail here, before any work
     requested = img_size if img_size is not None else overrides.get("img_size")
-    validate.img_size(requested, "--img-size" if img_size is not None else "img_size override", batch)
+    if img_size is None:
+        validate.img_size(requested, "img_size override", batch)
 
     build = dict(overrides)
     if requested is not None:

@@ -57,13 +57,25 @@ def dir_mode() -> int:
 # --------------------------------------------------------------------------------------------------
 # temp names and dead-writer cleanup
 # --------------------------------------------------------------------------------------------------
+def _host_tag() -> str:
+    """6 hex digits of the host name: a PID only means something on the host (or container) that
+    wrote it, so temps of another host sharing the volume are left alone unless they are old."""
+    import hashlib
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
 def temp_path(dest: Path) -> Path:
-    """`.<name>.<pid>.<token>.tmp` beside `dest`: the PID tells a later run whether the writer lives."""
-    return dest.parent / f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    """`.<name>.<pid>.<host><random>.tmp` beside `dest`: the PID tells a later run whether the writer lives."""
+    return dest.parent / f".{dest.name}.{os.getpid()}.{_host_tag()}{secrets.token_hex(3)}{TMP_SUFFIX}"
 
 
 def _temp_pattern(dest: Path) -> re.Pattern[str]:
-    return re.compile(rf"^\.{re.escape(dest.name)}\.(\d+)\.[0-9a-f]+{re.escape(TMP_SUFFIX)}$")
+    return re.compile(rf"^\.{re.escape(dest.name)}\.(\d+)\.([0-9a-f]{{6}})[0-9a-f]+{re.escape(TMP_SUFFIX)}$")
+
+
+FOREIGN_TEMP_AGE_S = 24 * 3600  # another host's temp older than this is abandoned
 
 
 def pid_alive(pid: int) -> bool:
@@ -87,10 +99,18 @@ def remove_stale_temps(dest: str | os.PathLike[str]) -> list[Path]:
         entries = list(os.scandir(dest.parent))
     except OSError:
         return removed
+    host = _host_tag()
     for entry in entries:
         match = pattern.match(entry.name)
-        if not match or pid_alive(int(match.group(1))):
+        if not match:
             continue
+        if match.group(2) == host:
+            if pid_alive(int(match.group(1))):
+                continue
+        else:
+            with contextlib.suppress(OSError):
+                if time.time() - entry.stat(follow_symlinks=False).st_mtime < FOREIGN_TEMP_AGE_S:
+                    continue
         path = Path(entry.path)
         with contextlib.suppress(OSError):
             if entry.is_dir(follow_symlinks=False):
@@ -179,6 +199,19 @@ def check_input_file(path: str | os.PathLike[str], what: str = "input", allow_em
     if st.st_size == 0 and not allow_empty:
         raise AcmixError(f"{what} {path} is empty")
     return path
+
+
+def probe_write(dest: str | os.PathLike[str]) -> None:
+    """Create and remove a temp beside `dest`: proves, in a millisecond, that the folder takes a new file
+    (permissions, read-only or full file systems) before a long computation."""
+    dest = check_destination(dest)
+    tmp = temp_path(dest)
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise AcmixError(f"cannot write to {dest.parent}: {exc.strerror or exc}") from None
+    with contextlib.suppress(OSError):
+        tmp.unlink()
 
 
 def _identity(path: Path) -> tuple[Path, tuple[int, int] | None]:

@@ -17,6 +17,7 @@ from acmix_deploy.cli._options import (
     split_list,
     stdout_console,
 )
+from acmix_deploy import validate
 from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
 
@@ -73,7 +74,6 @@ def bench_command(
 
     check_outputs({"--onnx": onnx, "--engine": engine, "--baseline": baseline}, json=json_out, csv=csv_out, plot=plot)
     batches = int_list(batch, "--batch") or [1]
-    from acmix_deploy import validate
     from acmix_deploy.progress import Phases
 
     validate.img_size(img_size, batch=max(batches))

@@ -130,6 +130,9 @@ def _load_npy(path: Path) -> np.ndarray:
         raise AcmixError(f"calibration data {path} does not exist (give a folder, a .npy file or 'random')")
     if path.suffix.lower() != ".npy":
         raise AcmixError(f"calibration data {path}: expected a folder of images, a .npy file or 'random'")
+    from acmix_deploy.fileio import check_input_file
+
+    check_input_file(path, "calibration data")  # a named pipe would block np.load forever
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:

@@ -167,6 +167,16 @@ def train(
         D.teardown(env)
 
 
+def _check_run_outputs(out_dir: Path) -> None:
+    """Every file the run will write: checked now, not after the first epoch (nothing created)."""
+    from acmix_deploy.fileio import check_destination
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AcmixError(f"-o {out_dir} is a file; give a folder for the run")
+    for name in (LAST, BEST, METRICS, CURVES):
+        check_destination(out_dir / name, "-o", create=False)
+
+
 def _train(
     config: TrainConfig,
     resume: ResumeState | None,
@@ -187,13 +197,8 @@ def _train(
         raise AcmixError(
             f"{out_dir} already holds a run ({LAST}); continue it with --resume {out_dir / LAST} or choose another -o"
         )
-    if env.is_main:  # every file the run will write: checked now, not after the first epoch
-        from acmix_deploy.fileio import check_destination
-
-        if out_dir.exists() and not out_dir.is_dir():
-            raise AcmixError(f"-o {out_dir} is a file; give a folder for the run")
-        for name in (LAST, BEST, METRICS, CURVES):
-            check_destination(out_dir / name, "-o", create=False)
+    if env.is_main:
+        _check_run_outputs(out_dir)
     if config.batch_size % env.world:
         raise AcmixError(f"--batch-size {config.batch_size} is not divisible by the {env.world} processes")
     device = env.device

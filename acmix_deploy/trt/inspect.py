@@ -10,7 +10,7 @@ from typing import Any
 
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.trt.gpu import torch_cuda_available
-from acmix_deploy.trt.sidecar import Sidecar, read_sidecar
+from acmix_deploy.trt.sidecar import Sidecar, verify_engine
 
 
 @dataclass
@@ -34,8 +34,6 @@ def _layers(trt, engine) -> list[Any]:
 def inspect_engine(engine_path: str | os.PathLike[str], runtime: str = "auto", layers: bool = True) -> EngineReport:
     """The sidecar, plus the engine inspector's layers when a GPU can deserialise the engine."""
     from acmix_deploy.trt.runner import check_engine_file, deserialize_engine, resolve_runtime
-
-    from acmix_deploy.trt.sidecar import verify_engine
 
     path = Path(engine_path)
     sidecar = verify_engine(path)  # file and sidecar checked (sha256) before TensorRT or a GPU

@@ -106,6 +106,10 @@ CASES = [
     Case("fp16-fifo", "convert-fp16 {d}/p.onnx -o {d}/h.onnx", 2, "not a regular file", lambda d: S.fifo(d, "p.onnx")),
     Case("fp16-empty", "convert-fp16 {d}/e.onnx -o {d}/h.onnx", 2, "is empty", lambda d: S.empty(d, "e.onnx")),
     Case("fp16-min-cosine-out-of-range", "convert-fp16 {onnx} -o {d}/h.onnx --min-cosine 2", 2, "--min-cosine"),
+    Case("fp16-data-fifo", "convert-fp16 {onnx} -o {d}/h.onnx --data {d}/p.npy", 2, "not a regular file",
+         lambda d: S.fifo(d, "p.npy")),
+    Case("int8-calib-data-empty-npy", "quantize-int8 {onnx} --calib-data {d}/e.npy -o {d}/q.onnx", 2, "is empty",
+         lambda d: S.empty(d, "e.npy")),
     Case("fp16-parity-fails", "convert-fp16 {onnx} -o {d}/h.onnx --min-cosine 1 --samples 2 --holdout 4", 3,
          "nothing written"),
     Case("fp16-manifest-corrupt", "convert-fp16 {onnx}", 2, "manifest", lambda d: S.manifest(d, "[{]")),
@@ -188,7 +192,7 @@ CASES = [
     Case("digits-size-0", "data digits {d}/new --size 0", 2, "--size"),
     Case("digits-npy-inside", "data digits {d}/new --size 8 --npy {d}/new/x.npy", 2, "inside the dataset"),
     # ---- success documented: a normal export next to everything above --------------------------------
-    Case("export-ok-new-file", "export --checkpoint {ckpt} -o {d}/new.onnx --no-optimize", 0, None),
+    Case("export-ok-new-file", "export --checkpoint {ckpt} -o {d}/new.onnx --no-optimize --no-verify", 0, None),
 ]
 
 
@@ -217,3 +221,12 @@ def test_catalogue_size() -> None:
     assert len(CASES) >= 60
     assert {"export", "optimize", "convert-fp16", "quantize-int8", "build-trt", "inspect", "bench", "profile",
             "eval", "train", "data"} <= commands
+
+
+def test_traceback_on_request(case_dir: Path, capsys, monkeypatch) -> None:
+    """ACMIX_DEPLOY_TRACEBACK=1 adds the traceback (for bug reports); the error line stays the same."""
+    monkeypatch.setenv("ACMIX_DEPLOY_TRACEBACK", "1")
+    outcome = run_main(["optimize", str(case_dir / "missing.onnx"), "--no-latency"], capsys)
+    assert outcome.code == 2
+    assert "Traceback" in outcome.err
+    assert outcome.error_lines() == [f"error: ONNX file {case_dir / 'missing.onnx'} does not exist"]
