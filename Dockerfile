@@ -5,9 +5,12 @@
 #   docker run --rm --gpus all -v "$PWD/artifacts:/workspace/artifacts" acmix-deploy:gpu \
 #       build-trt --model resnet_acmix26 --fp16
 #
-# The base image is pinned: NGC PyTorch 25.06 (Python 3.12, CUDA 12.9) brings a CUDA build of
-# PyTorch and TensorRT 10.x, and pins them through /etc/pip/constraint.txt, so installing the `gpu`
-# extra adds onnxruntime-gpu and our pure-Python dependencies without replacing torch. Engines are
+# CUDA 12, like the `gpu` extra: the base image NGC PyTorch 25.06 (Python 3.12, CUDA 12.9) brings a
+# CUDA 12 build of PyTorch and TensorRT 10.x, and pins them through /etc/pip/constraint.txt; the image
+# adds the `ort-gpu` extra (the CUDA 12 onnxruntime-gpu releases of the `gpu` extra, without a second
+# TensorRT) and our pure-Python dependencies, without replacing torch. The base is pinned by tag, not
+# by digest: no digest quoted by NVIDIA's NGC catalog page could be checked from where this file was
+# written, and a digest copied from anywhere else would pin an image nobody verified. Engines are
 # tied to the TensorRT version and the GPU: build them inside this image, on the kind of GPU that
 # will run them.
 FROM nvcr.io/nvidia/pytorch:25.06-py3
@@ -20,7 +23,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 # The sources are bind-mounted for the install only (BuildKit), so no layer keeps them.
 RUN --mount=type=bind,source=.,target=/src,rw \
-    python -m pip install "/src[gpu]" \
+    python -m pip install "/src[ort-gpu]" \
  && python -c "import tensorrt, onnxruntime, acmix_deploy; print('tensorrt', tensorrt.__version__)"
 
 # Run as an unprivileged user; /workspace holds the artifact workspace (mount a volume there).

@@ -117,7 +117,7 @@ def model_stats(name: str, img_size: int | None = None, model: nn.Module | None 
         attention += extra
         rates = (None, None)
         if path in learned and hasattr(learned[path], "rate1"):
-            rates = (float(learned[path].rate1), float(learned[path].rate2))
+            rates = (float(learned[path].rate1.detach()), float(learned[path].rate2.detach()))  # no grad warning
         blocks.append(BlockStats(path, stage1, macs(path) - stage1 + extra, *rates))
     return ModelStats(
         name=name,

@@ -416,6 +416,9 @@ def write_profile_plot(report: ProfileReport, path: str | os.PathLike[str], top_
         ax_b.set_title(f"{r.backend}: ms per run by ACmix block\ntotal: {share}", fontsize=9)
         ax_b.set_xlabel("ms")
         ax_b.tick_params(axis="y", labelsize=7)
+        # room on the right for the legend: no bar reaches past 1/1.45 of the axis, the legend box
+        # (four short entries in the lower right corner) starts further right
+        ax_b.set_xlim(0, max(max(left), 1e-9) * 1.45)
         ax_b.legend(fontsize=7, loc="lower right")
         top = r.op_types()[:top_ops][::-1]
         ax_o.barh([o["op"] for o in top], [o["ms"] for o in top], color="#4c72b0")

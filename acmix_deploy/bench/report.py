@@ -227,7 +227,8 @@ def write_plot(result: BenchResult | dict[str, Any], path: str | os.PathLike[str
         ax.set_xticklabels([str(b) for b in batches])
         ax.grid(True, which="major", alpha=0.3)
     legend_title = "solid: model, dashed: baseline" if "baseline" in doc["models"] else None
-    ax_lat.legend(fontsize=8, loc="best", title=legend_title, title_fontsize=8)
+    # long handles: with the default length the marker in the middle hides the dashes of a baseline
+    ax_lat.legend(fontsize=8, loc="best", title=legend_title, title_fontsize=8, handlelength=4.5)
     m = doc["machine"]
     gpu = ", ".join(g["name"] for g in m.get("gpus") or []) or "no GPU"
     fig.suptitle(

@@ -25,7 +25,9 @@ import numpy as np
 
 from acmix_deploy.bench.machine import machine_info, usable_cpus
 from acmix_deploy.bench.memory import MemoryStats, measure_memory
-from acmix_deploy.bench.sources import DEFAULT_IMG_SIZE, ModelSource, Resolver, resolve_baseline, resolve_target
+from acmix_deploy.bench.sources import (
+    DEFAULT_IMG_SIZE, ModelSource, Resolver, label_for, resolve_baseline, resolve_target,
+)
 from acmix_deploy.bench.stats import CV_WARN, LatencyStats, median_ratio, paired_ratio, summarize
 from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
 from acmix_deploy.errors import AcmixError, first_line
@@ -345,6 +347,8 @@ def bench(
     found = bool(inputs)
     if baseline:
         base_source = resolve_baseline(baseline, img_size, resolver)
+        if shift is not None and base_source.name is not None and base_source.name == source.name:
+            base_source.label = label_for(base_source.name, "group")  # the paper's Table 7: shift form vs shift form
     backend_list = _backends(backends, source)
     dev = ("cuda" if cuda_available() else "cpu") if device == "auto" else device
     n_threads = threads or usable_cpus()

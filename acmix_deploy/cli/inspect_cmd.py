@@ -1,9 +1,10 @@
-"""`acmix-deploy inspect ENGINE`: the sidecar, and per-layer information where a GPU allows."""
+"""`acmix-deploy inspect [ENGINE]`: the sidecar, and per-layer information where a GPU allows."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -11,19 +12,35 @@ from rich.table import Table
 
 from acmix_deploy.cli.app import app
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @app.command("inspect")
 def inspect_cmd(
-    engine: Annotated[Path, typer.Argument(help="engine file written by build-trt")],
+    engine: Annotated[
+        Optional[Path],
+        typer.Argument(metavar="[ENGINE]", help="engine file written by build-trt; default: the newest in the workspace"),
+    ] = None,
     layers: Annotated[bool, typer.Option(help="also list the engine's layers (needs a GPU)")] = True,
     runtime: Annotated[str, typer.Option(help="auto (the engine's own) | tensorrt | tensorrt-rtx")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the sidecar as JSON only")] = False,
+    workspace: Annotated[Optional[Path], typer.Option("--workspace", help="artifact workspace (default ./artifacts)")] = None,
 ) -> None:
     """Show how an engine was built (model, precision, batch profile, TensorRT, GPU) and its layers."""
     from acmix_deploy.trt.inspect import inspect_engine, layer_summary
 
+    if engine is None:
+        from acmix_deploy import workspace as ws
+
+        from acmix_deploy.errors import AcmixError
+
+        try:
+            art = ws.newest(ws.ENGINE, model=ws.newest_model(workspace).model, workspace=workspace)
+        except AcmixError:  # the newest model has no engine yet: the newest engine of any model
+            art = ws.newest(ws.ENGINE, workspace=workspace)
+        engine = Path(art.path)
+        print(f"engine: {engine} (the newest engine of {art.model}, the newest model in the workspace)",
+              file=sys.stderr if as_json else sys.stdout)
     report = inspect_engine(engine, runtime=runtime, layers=layers and not as_json)
     side = report.sidecar
     if as_json:

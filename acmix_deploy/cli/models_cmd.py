@@ -71,7 +71,9 @@ def info_cmd(
     if model is None:
         raise AcmixError("give --model NAME (or a --checkpoint written by acmix-deploy)")
     overrides = dict(loaded.build_config["overrides"]) if loaded is not None else {}
-    overrides.pop("img_size", None)
+    trained_size = overrides.pop("img_size", None)
+    if img_size is None and loaded is not None:  # the checkpoint's own size (a 32 px digits run), not the card's
+        img_size = int(trained_size or loaded.card.input_size)
     stats = model_stats(model, img_size, model=loaded, **overrides)
     if json_out:
         print(json.dumps(stats.to_dict(), indent=2))

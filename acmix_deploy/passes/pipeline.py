@@ -501,7 +501,7 @@ def optimize_file(
     write_bytes_atomic(out, data)  # report.bytes_after is len(data): the written file's size
     report.output = str(out)
     if ws.is_inside(out, workspace):  # the recording rule of every command: outputs inside the workspace
-        report.model = artifact.model if artifact is not None else _model_name(model, in_path)
+        report.model = artifact.model if artifact is not None else _model_name(model_name, in_path)
         ws.record(
             ws.ONNX_OPTIMIZED,
             report.model,
