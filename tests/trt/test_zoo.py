@@ -15,7 +15,7 @@ from acmix_deploy.trt.build import build_engine
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, img_size", [("resnet_acmix26", 128), ("swin_acmix_t", None)])
+@pytest.mark.parametrize("name, img_size", [("resnet_acmix26", 128), ("swin_acmix_t", None), ("pvt_acmix_t", 64)])
 def test_zoo_model_fp16_int8_compile(name, img_size, trt_flavour, tmp_path, artifacts):
     exported = export.export_onnx(name, img_size=img_size, dynamic_batch=True, optimize=True,
                                   output=tmp_path / f"{name}.onnx", workspace=artifacts)
