@@ -60,6 +60,8 @@ def count_params(model: nn.Module) -> int:
 
 
 def _stage1_children(block: nn.Module) -> tuple[str, ...]:
+    if hasattr(block, "stage1_children"):  # a family's own (PVT: q, and sr + norm + kv for k and v)
+        return tuple(block.stage1_children)
     return ("conv1", "conv2", "conv3") if isinstance(block, ACmix) else ("qkv",)
 
 
@@ -100,7 +102,7 @@ def model_stats(name: str, img_size: int | None = None, model: nn.Module | None 
         attention += extra
         rates = (None, None)
         if path in learned and hasattr(learned[path], "rate1"):
-            rates = (float(learned[path].rate1), float(learned[path].rate2))
+            rates = (float(learned[path].rate1.detach()), float(learned[path].rate2.detach()))
         blocks.append(BlockStats(path, stage1, macs(path) - stage1 + extra, *rates))
     return ModelStats(
         name=name,
