@@ -64,6 +64,8 @@ def count_params(model: nn.Module) -> int:
 
 
 def _stage1_children(block: nn.Module) -> tuple[str, ...]:
+    if hasattr(block, "stage1_children"):  # a family's own (PVT: q, and sr + norm + kv for k and v)
+        return tuple(block.stage1_children)
     return ("conv1", "conv2", "conv3") if isinstance(block, (ACmix, SAM)) else ("qkv",)
 
 

@@ -123,7 +123,7 @@ _OVERRIDES = {
     "pvt": {
         "num_classes": "num_classes", "img_size": "img_size", "embed_dims": "embed_dims", "heads": "num_heads",
         "depths": "depths", "sr_ratios": "sr_ratios", "mlp_ratios": "mlp_ratios", "shift": "shift",
-        "fc_bias": "fc_bias", "drop_path_rate": "drop_path_rate", "in_chans": "in_chans",
+        "fc_bias": "fc_bias", "drop_path_rate": "drop_path_rate", "in_chans": "in_chans", "width": "width",
     },
     "san": {
         "num_classes": "num_classes", "img_size": "img_size", "width": "width", "layers": "layers",

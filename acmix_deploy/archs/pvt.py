@@ -92,8 +92,11 @@ class PyramidVisionTransformer(nn.Module):
         acmix: bool = False,
         shift: str = "group",
         fc_bias: bool = True,
+        width: int | None = None,
     ):
         super().__init__()
+        if width is not None:  # the head width: embed dims = width * heads (64 gives PVT's 64/128/320/512)
+            embed_dims = [width * h for h in num_heads]
         n = len(depths)
         if not (len(embed_dims) == len(num_heads) == len(mlp_ratios) == len(sr_ratios) == n):
             raise AcmixError("PVT embed_dims, num_heads, mlp_ratios, sr_ratios and depths need one value per stage")

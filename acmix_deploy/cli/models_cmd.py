@@ -54,18 +54,28 @@ def list_models_cmd(
 def info_cmd(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name.")] = None,
     img_size: Annotated[Optional[int], typer.Option("--img-size", help="Input size (default: the card's).")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Report learned rate1/rate2 of this checkpoint.")] = None,
+    checkpoint: Annotated[Optional[list[Path]], typer.Option(
+        "--checkpoint", help="Report learned rate1/rate2 of this checkpoint (repeat to compare several in --plot).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="PNG of |rate1|, |rate2| and log|rate1/rate2| per ACmix layer (paper Fig. 5), one line per checkpoint.")] = None,
     non_strict: Annotated[bool, typer.Option("--non-strict", help="Allow a partial checkpoint load.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Parameters and MACs, total and split into ACmix stage I / stage II per block (paper Table 1)."""
+    """Parameters and MACs, total and split into ACmix stage I / stage II per block (paper Table 1).
+
+    With --checkpoint: the learned rate1 / rate2 of every ACmix block; --plot draws them (paper Fig. 5).
+    """
     from acmix_deploy.errors import AcmixError
     from acmix_deploy.flops import model_stats
     from acmix_deploy.registry import create_model
 
+    checkpoints = list(checkpoint or [])
+    if plot is not None and not checkpoints:
+        raise AcmixError("--plot draws learned rates: give at least one --checkpoint")
+    rates = _checkpoint_rates(checkpoints, plot)
     loaded = None
-    if checkpoint is not None:
-        loaded = create_model(model, checkpoint=checkpoint, strict=not non_strict)
+    if checkpoints:
+        loaded = create_model(model, checkpoint=checkpoints[0], strict=not non_strict)
         model = loaded.build_config["name"]
         _print_load_report(loaded)
     if model is None:
@@ -76,8 +86,13 @@ def info_cmd(
         img_size = int(trained_size or loaded.card.input_size)
     stats = model_stats(model, img_size, model=loaded, **overrides)
     if json_out:
-        print(json.dumps(stats.to_dict(), indent=2))
+        out = stats.to_dict()
+        if rates:
+            out["rates"] = {label: [p.to_dict() for p in pairs] for label, pairs in rates.items()}
+        print(json.dumps(out, indent=2))
         return
+    if plot is not None:
+        console.print(f"wrote {escape(str(plot))} (rates of {len(rates)} checkpoint(s))")
     console.print(
         f"[bold]{model}[/] at {stats.img_size}x{stats.img_size}: {stats.params / 1e6:.2f} M params, "
         f"{stats.total_macs / 1e9:.3f} GMACs ({stats.conv_matmul_macs / 1e9:.3f} conv/matmul"
@@ -98,6 +113,21 @@ def info_cmd(
     table.add_row("[bold]sum[/]", f"{stats.stage1_macs / 1e6:.1f}", f"{stats.stage2_macs / 1e6:.1f}",
                   f"{stats.stage1_macs / max(total, 1):.0%}", "", "")
     console.print(table)
+
+
+def _checkpoint_rates(checkpoints: list[Path], plot: Optional[Path]) -> dict:
+    """label -> RatePair list per checkpoint (labels: file names, or paths where names repeat); the PNG."""
+    if not checkpoints:
+        return {}
+    from acmix_deploy.rates import checkpoint_rates, write_rates_plot
+
+    names = [p.name for p in checkpoints]
+    labels = names if len(set(names)) == len(names) else [str(p) for p in checkpoints]
+    rates = {label: checkpoint_rates(p, required=plot is not None) for label, p in zip(labels, checkpoints)}
+    rates = {label: pairs for label, pairs in rates.items() if pairs}
+    if plot is not None:
+        write_rates_plot(rates, plot)
+    return rates
 
 
 def _print_load_report(model) -> None:

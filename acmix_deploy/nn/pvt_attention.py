@@ -27,6 +27,9 @@ from acmix_deploy.nn.shift import ShiftConv
 class SRAttention(nn.Module):
     """PVT spatial-reduction attention over token rows (B, [1 +] H * W, C); optional ACmix conv path."""
 
+    # ACmix stage I (the projections that make q, k, v) for flops.py: q, and sr + norm + kv
+    stage1_children = ("q", "sr", "norm", "kv")
+
     def __init__(self, dim: int, heads: int, sr_ratio: int = 1, qkv_bias: bool = True, acmix: bool = False,
                  shift: str = "group", fc_bias: bool = True):
         super().__init__()

@@ -2,10 +2,11 @@
 
 * The attention scale folds into q (and inversely into the ACmix fc's q weights); rate1 folds into
   proj, rate2 into fc (the conv path is linear after q, k, v).
-* The ACmix fc is split by linearity: its q part runs on the full grid, its k / v part (and its bias)
-  on the r x r reduced grid, and only that 9-map result is upsampled, by Expand + Reshape of static
-  shapes (no Resize, no gather): fc(q, up(k), up(v)) = fc_q(q) + up(fc_kv(k, v)) exactly, because
-  nearest upsampling repeats pixels.
+* The ACmix fc is split by linearity: its q part runs on the full grid, its k / v part (and its bias),
+  composed with the kv projection into one Linear, on the r x r reduced grid, and only that 9-map
+  result is upsampled, by Expand + Reshape of static shapes (no Resize): fc(q, up(k), up(v)) =
+  fc_q(q) + up(fc_kv(k, v)) exactly, because nearest upsampling repeats pixels. Where fc is folded
+  into dep_conv the conv path projects k, v itself (a copy of kv, on the reduced grid).
 * Spatial shapes are constants of the input size given at conversion (no data-dependent shapes).
 
 Submodule names feed the profile's block classifier (acmix_deploy/archs/pvt_parts.py): q, sr, norm,
@@ -50,7 +51,8 @@ class PVTAttentionPath(nn.Module):
 class PVTConvPath(nn.Module):
     """The ACmix conv path from q rows (pre-scaled) and the reduced kv rows -> (B, H * W, C) rows.
 
-    The pieces go to dep_conv's group order (channel d * pieces + j) with one permute of the rows.
+    Rows go channel-first with 2-D transposes, then to dep_conv's group order (channel d * pieces + j)
+    with one constant-index Gather (a 4-D permute here failed TensorRT-RTX's Myelin compiler).
     Where fc does not reduce the channels (3 * heads <= 9: PVT-T/S stages 1-2) it is folded into
     dep_conv (fewer MACs, no fc): the conv reads q and the upsampled k, v pieces directly, and the fc
     bias, which the reference adds before the zero-padded dep_conv, becomes the constant map
@@ -70,6 +72,9 @@ class PVTConvPath(nn.Module):
         kernel = ref.dep_conv.weight.detach().double()  # (C, 9, 3, 3)
         self.fold_fc = 3 * nh <= 9
         pieces = 3 * nh if self.fold_fc else 9
+        # dep_conv's channel order is d * pieces + j; the channel-first maps come in j * hd + d order
+        order = torch.arange(pieces * hd).reshape(pieces, hd).t().reshape(-1)
+        self.register_buffer("group_order", order, persistent=False)
         self.dep_conv = nn.Conv2d(pieces * hd, ref.dim, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
         if self.fold_fc:
             self.dep_conv.weight.data.copy_(torch.einsum("ojyx,ji->oiyx", kernel, fc_w).to(dtype))
@@ -79,30 +84,48 @@ class PVTConvPath(nn.Module):
         else:
             self.dep_conv.weight.data.copy_(kernel.to(dtype))
             self.fc_q = nn.Parameter(fc_w[:, :nh].to(dtype))  # (9, heads)
-            self.fc_kv = nn.Parameter(fc_w[:, nh:].to(dtype))  # (9, 2 heads)
-            self.fc_bias = nn.Parameter(fc_b.reshape(9, 1).to(dtype))
+            # fc's k / v part composed with the kv projection: one Linear to the 9 * hd maps (kpos * hd + d)
+            kv_w = ref.kv.weight.detach().double().reshape(2 * nh, hd, -1)
+            kv_b = ref.kv.bias.detach().double().reshape(2 * nh, hd)
+            weight = torch.einsum("kj,jdc->kdc", fc_w[:, nh:], kv_w).reshape(9 * hd, -1)
+            bias = (torch.einsum("kj,jd->kd", fc_w[:, nh:], kv_b) + fc_b.reshape(9, 1)).reshape(-1)
+            self.kv = _linear(weight.to(dtype), bias.to(dtype))
+        if self.fold_fc:  # its own kv projection (reduced grid: cheap), rows reversed so that the
+            # exporter's initializer deduplication and CSE cannot merge it back into the attention's
+            flip = torch.arange(2 * ref.dim - 1, -1, -1)
+            self.kv = _linear(ref.kv.weight.detach()[flip], ref.kv.bias.detach()[flip])
+            c = ref.dim
+            order = torch.where(order < c, order, c + (2 * c - 1 - (order - c)))
+            self.group_order.copy_(order)
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, hd, P, Hr * Wr) -> (B, hd, P, H * W): nearest by r, as Expand + Reshape of static shapes."""
-        b, hd, p, _ = x.shape
+        """(B, P, Hr * Wr) -> (B, P, H * W): nearest by r, as Expand + Reshape of static shapes."""
+        b, p, _ = x.shape
         r, hr, wr = self.r, self.h // self.r, self.w // self.r
         if r == 1:
             return x
-        x = x.reshape(b, hd * p, hr, 1, wr, 1).expand(b, hd * p, hr, r, wr, r)
-        return x.reshape(b, hd, p, self.h * self.w)
+        x = x.reshape(b, p, hr, 1, wr, 1).expand(b, p, hr, r, wr, r)
+        return x.reshape(b, p, self.h * self.w)
 
-    def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, kv_in: torch.Tensor) -> torch.Tensor:
+        """q rows and the rows the kv projection reads (reduced, normalised tokens where r > 1). The conv
+        path has its own projection of them: TensorRT-RTX's compiler crashed when the attention's kv
+        output had a second consumer."""
         nh, hd, h, w, r = self.heads, self.head_dim, self.h, self.w, self.r
         b = q.shape[0]
         nr = (h // r) * (w // r)
-        q = q[:, q.shape[1] - h * w :].reshape(b, h * w, nh, hd).permute(0, 3, 2, 1)  # (B, hd, heads, HW)
-        kv = kv[:, kv.shape[1] - nr :].reshape(b, nr, 2 * nh, hd).permute(0, 3, 2, 1)  # (B, hd, 2 heads, Nr)
+        # rows -> channel-first (B, C, N) with channel = piece * hd + d: plain 2-D transposes
+        if q.shape[1] != h * w:  # drop the cls row (last stage); no Slice otherwise
+            q, kv_in = q[:, q.shape[1] - h * w :], kv_in[:, kv_in.shape[1] - nr :]
+        q, kv = q.transpose(1, 2), self.kv(kv_in).transpose(1, 2)
         if self.fold_fc:
-            maps = torch.cat([q, self._upsample(kv)], dim=2).reshape(b, 3 * nh * hd, h, w)
+            maps = torch.cat([q, self._upsample(kv)], dim=1)  # (B, 3C, HW), pieces [q, k, v]
+            maps = maps.index_select(1, self.group_order).reshape(b, -1, h, w)
             out = self.dep_conv(maps) + self.conv_bias
-        else:
-            f = torch.matmul(self.fc_q, q) + self._upsample(torch.matmul(self.fc_kv, kv) + self.fc_bias)
-            out = self.dep_conv(f.reshape(b, 9 * hd, h, w))
+        else:  # fc over the pieces of every d: MatMuls over (B, pieces, hd * N)
+            f = torch.matmul(self.fc_q, q.reshape(b, nh, hd * h * w)).reshape(b, 9 * hd, h * w)
+            f = f + self._upsample(kv)  # channel kpos * hd + d
+            out = self.dep_conv(f.index_select(1, self.group_order).reshape(b, 9 * hd, h, w))
         return out.flatten(2).transpose(1, 2)
 
 
@@ -123,19 +146,18 @@ class SRAttentionDeploy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.q(x)
+        kv_in = x
         if self.sr_ratio > 1:
             b, _, c = x.shape
             reduced = self.sr(x.transpose(1, 2).reshape(b, c, self.h, self.w)).flatten(2).transpose(1, 2)
-            kv = self.kv(self.norm(reduced))
-        else:
-            kv = self.kv(x)
-        out = self.attention(q, kv)
+            kv_in = self.norm(reduced)
+        out = self.attention(q, self.kv(kv_in))
         if self.conv_path is None:
             return out
-        conv = self.conv_path(q, kv)
+        conv = self.conv_path(q, kv_in)
         cls = out.shape[1] - self.h * self.w
-        if cls:
-            conv = F.pad(conv, (0, 0, cls, 0))
+        if cls:  # the cls rows get no conv term (a Concat: a Pad here crashed TensorRT-RTX's builder)
+            return torch.cat([out[:, :cls], out[:, cls:] + conv], dim=1)
         return out + conv
 
 

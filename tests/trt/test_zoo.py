@@ -19,7 +19,8 @@ ZOO_OVERRIDES = {"san_acmix10": {"kernels": [3, 3, 3, 3, 3], "width": 32}}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, img_size", [("resnet_acmix26", 128), ("swin_acmix_t", None), ("san_acmix10", 64)])
+@pytest.mark.parametrize("name, img_size", [("resnet_acmix26", 128), ("swin_acmix_t", None), ("san_acmix10", 64),
+                                            ("pvt_acmix_t", 64)])
 def test_zoo_model_fp16_int8_compile(name, img_size, trt_flavour, tmp_path, artifacts):
     exported = export.export_onnx(name, img_size=img_size, dynamic_batch=True, optimize=True,
                                   output=tmp_path / f"{name}.onnx", workspace=artifacts,
