@@ -34,8 +34,14 @@ def _ports() -> list[int]:
     return ports
 
 
-def _start(args: list[str], ports: list[int], timeout: float = 180.0) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+def _env(tmp: Path) -> dict[str, str]:
+    """The child's environment: this checkout first on PYTHONPATH, temporary files under the test's
+    folder (a SIGKILLed command cannot remove its server copy; pytest's tmp_path does)."""
+    return dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", TMPDIR=str(tmp))
+
+
+def _start(args: list[str], ports: list[int], tmp: Path, timeout: float = 180.0) -> subprocess.Popen:
+    env = _env(tmp)
     cmd = [sys.executable, "-m", "acmix_deploy.cli", "serve", *args, "--http-port", str(ports[0]),
            "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
@@ -107,7 +113,7 @@ def test_every_python_backend_combination_loads_and_answers(tmp_path):
     for folder in (tmp_path / "r2").iterdir():
         shutil.move(str(folder), repo / folder.name)
     ports = _ports()
-    proc = _start(["--repo", str(repo)], ports)
+    proc = _start(["--repo", str(repo)], ports, tmp_path)
     try:
         pgid = _server_pgid(ports)
         url = f"127.0.0.1:{ports[0]}"
@@ -131,6 +137,7 @@ def test_every_python_backend_combination_loads_and_answers(tmp_path):
             raise
     assert proc.returncode == 143, err.decode()[-300:]
     _assert_all_gone(pgid, ports)
+    assert list(tmp_path.glob("acmix-*")) == []  # a graceful stop removes the server copy
 
 
 def test_serve_artifact_http_grpc_ports_and_kill(tiny_onnx, tmp_path):
@@ -141,7 +148,7 @@ def test_serve_artifact_http_grpc_ports_and_kill(tiny_onnx, tmp_path):
     from acmix_deploy.parity import compare
 
     ports = _ports()
-    proc = _start([str(tiny_onnx), "--threads", "1", "--model-name", "digits_net"], ports)
+    proc = _start([str(tiny_onnx), "--threads", "1", "--model-name", "digits_net"], ports, tmp_path)
     try:
         pgid = _server_pgid(ports)
         x = np.random.default_rng(5).standard_normal((4, 3, SIZE, SIZE)).astype(np.float32)
@@ -161,7 +168,7 @@ def test_serve_artifact_http_grpc_ports_and_kill(tiny_onnx, tmp_path):
         taken = subprocess.run(
             [sys.executable, "-m", "acmix_deploy.cli", "serve", str(tiny_onnx), "--http-port", str(ports[0]),
              "--grpc-port", str(ports[1] + 0), "--metrics-port", str(ports[2])],
-            capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+            capture_output=True, text=True, timeout=120, env=_env(tmp_path))
         assert taken.returncode == 2
         assert taken.stderr.strip() == f"error: port {ports[0]} on 127.0.0.1 is taken (--http-port); choose another"
     finally:
@@ -171,7 +178,7 @@ def test_serve_artifact_http_grpc_ports_and_kill(tiny_onnx, tmp_path):
 
 
 def test_serve_bad_artifact_is_one_line(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = _env(tmp_path)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
     for target, message in ((tmp_path / "missing.onnx", "does not exist"), (bad, "is not a readable ONNX file")):
