@@ -186,3 +186,42 @@ def test_serve_bad_artifact_is_one_line(tmp_path):
                              capture_output=True, text=True, timeout=120, env=env)
         assert run.returncode == 2
         assert run.stderr.startswith("error:") and message in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_serve_checkpoint_runs_the_pytorch_deploy_form(tmp_path):
+    """A checkpoint is served through the torch-deploy runner: the same logits as the model's deploy
+    form in this process, the class names as the label file; SIGINT stops it (exit 130)."""
+    import torch
+
+    from acmix_deploy.checkpoint import save_checkpoint
+    from acmix_deploy.parity import compare
+    from acmix_deploy.registry import create_model
+    from acmix_deploy.runners import _deploy_form
+
+    torch.manual_seed(0)
+    model = create_model("resnet_acmix26", width=8, k_att=3, num_classes=10, img_size=SIZE).eval()
+    path = save_checkpoint(model, tmp_path / "digits.pth", classes=CLASSES)
+    x = np.random.default_rng(2).standard_normal((3, 3, SIZE, SIZE)).astype(np.float32)
+    with torch.inference_mode():
+        reference = _deploy_form(create_model(None, checkpoint=str(path)).eval()).eval()(torch.from_numpy(x)).numpy()
+    ports = _ports()
+    proc = _start([str(path), "--threads", "1"], ports, tmp_path)
+    try:
+        pgid = _server_pgid(ports)
+        got = _infer(f"127.0.0.1:{ports[0]}", "digits", x)
+        result = compare(reference, got, name="torch-deploy served")
+        assert result.passed, result.line()
+        import tritonclient.http as httpclient
+
+        config = httpclient.InferenceServerClient(f"127.0.0.1:{ports[0]}").get_model_config("digits")
+        assert config["parameters"]["runner"]["string_value"] == "torch-deploy"
+        assert config["output"][0]["label_filename"] == "labels.txt"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            raise
+    assert proc.returncode == 130
+    _assert_all_gone(pgid, ports)
