@@ -286,3 +286,17 @@ def test_missing_serve_extra_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)
     with pytest.raises(AcmixError, match=r"need tritonclient: pip install 'acmix-deploy\[serve\]'"):
         cfg.model_config_pb2()
+
+
+def test_cli_triton_repo_takes_the_newest_workspace_artifact(tmp_path, capsys):
+    from acmix_deploy import workspace as ws
+    from acmix_deploy.cli import main
+
+    older = small_onnx(tmp_path / "older.onnx", name="older_net")
+    newer = small_onnx(tmp_path / "newer.onnx", name="newer_net")
+    ws.record(ws.ONNX, "older_net", older, workspace=tmp_path / "ws")
+    ws.record(ws.ONNX_FP16, "newer_net", newer, workspace=tmp_path / "ws")
+    with pytest.raises(SystemExit) as ok:
+        main(["triton-repo", "--workspace", str(tmp_path / "ws"), "-o", str(tmp_path / "repo")])
+    assert ok.value.code == 0
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["newer_net"]

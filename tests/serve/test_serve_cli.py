@@ -175,6 +175,11 @@ def test_serve_artifact_http_grpc_ports_and_kill(tiny_onnx, tmp_path):
         os.kill(proc.pid, signal.SIGKILL)  # the command only: the server must follow it
         proc.communicate()
     _assert_all_gone(pgid, ports)
+    from acmix_deploy.serve.server import remove_stale_copies
+
+    assert len(list(tmp_path.glob("acmix-triton-*"))) == 1  # the killed command could not clean up ...
+    remove_stale_copies(tmp_path)
+    assert list(tmp_path.glob("acmix-triton-*")) == []  # ... the next start removes it
 
 
 def test_serve_bad_artifact_is_one_line(tmp_path):
