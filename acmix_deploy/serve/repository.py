@@ -410,6 +410,7 @@ def _input_size(info: ArtifactInfo) -> int:
 
 def _checkpoint_info(path: Path) -> ArtifactInfo:
     """A checkpoint served in its PyTorch deploy form: tensors from its model card."""
+    from acmix_deploy.export import INPUT_NAME, LOGITS_NAME
     from acmix_deploy.registry import create_model
 
     model = create_model(None, checkpoint=str(path))
@@ -417,6 +418,6 @@ def _checkpoint_info(path: Path) -> ArtifactInfo:
     pre = card.preprocessing()
     size = int(pre["input_size"][-1] if isinstance(pre["input_size"], (list, tuple)) else pre["input_size"])
     classes = getattr(model, "classes", None)
-    return ArtifactInfo(path, "checkpoint", card.name, [cfg.TensorSpec("input", "float32", [-1, 3, size, size])],
-                        [cfg.TensorSpec("logits", "float32", [-1, int(card.num_classes)])],
+    return ArtifactInfo(path, "checkpoint", card.name, [cfg.TensorSpec(INPUT_NAME, "float32", [-1, 3, size, size])],
+                        [cfg.TensorSpec(LOGITS_NAME, "float32", [-1, int(card.num_classes)])],
                         list(classes) if classes else None, _canonical_pre(pre))

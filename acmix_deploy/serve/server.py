@@ -99,6 +99,19 @@ def server_env(bundle: Bundle) -> dict[str, str]:
     return env
 
 
+def remove_stale_copies(tmp: Path | None = None) -> None:
+    """Server copies left by a command that was killed (it could not clean up): those whose owner
+    process no longer exists."""
+    for folder in Path(tmp or tempfile.gettempdir()).glob("acmix-triton-*"):
+        try:
+            owner = int((folder / "owner.pid").read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):  # not ours, not readable, or still being written
+            continue
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
     import ctypes
@@ -151,7 +164,9 @@ class TritonServer:
         for option, port in (("--http-port", self.http_port), ("--grpc-port", self.grpc_port), ("--metrics-port", self.metrics_port)):
             check_port(self.host, port, option)
         bundle = find_bundle()
+        remove_stale_copies()
         self.workdir = Path(tempfile.mkdtemp(prefix="acmix-triton-"))
+        (self.workdir / "owner.pid").write_text(str(os.getpid()))
         server = prepare_server(bundle, self.workdir)
         self.log_path = self.workdir / "tritonserver.log"
         with open(self.log_path, "wb") as log:

@@ -70,7 +70,9 @@ def test_tensorrt_plan_config_from_sidecar(tmp_path):
     onnx_file = small_onnx(tmp_path / "m.onnx", classes=CLASSES)
     for dtype, want in (("float32", pb.TYPE_FP32), ("float16", pb.TYPE_FP16)):
         engine = write_engine_with_sidecar(tmp_path / f"{dtype}.engine", dtype=dtype, onnx_path=onnx_file)
-        triton_repo([engine], tmp_path / dtype, RepoOptions(instance_kind="KIND_GPU", instance_count=2))
+        result = triton_repo([engine], tmp_path / dtype, RepoOptions(instance_kind="KIND_GPU", instance_count=2, ensemble=True))
+        assert result.models == ["tiny_net", "tiny_net_preprocess", "tiny_net_classify"]
+        assert _config(tmp_path / dtype, "tiny_net_classify").output[0].data_type == want
         config = _config(tmp_path / dtype, "tiny_net")
         assert config.platform == "tensorrt_plan" and config.max_batch_size == 16
         assert config.input[0].data_type == want and list(config.input[0].dims) == [3, 8, 8]
@@ -78,11 +80,12 @@ def test_tensorrt_plan_config_from_sidecar(tmp_path):
         assert config.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU and config.instance_group[0].count == 2
         assert config.output[0].label_filename == "labels.txt"  # class names from the engine's ONNX file
         assert (tmp_path / dtype / "tiny_net/1/model.plan").read_bytes() == engine.read_bytes()
-    fixed = write_engine_with_sidecar(tmp_path / "b1.engine", batch=(1, 1, 1))
-    triton_repo([fixed], tmp_path / "b1")
-    config = _config(tmp_path / "b1", "tiny_net")
-    assert config.max_batch_size == 0 and list(config.input[0].dims) == [1, 3, 8, 8]
-    assert not config.HasField("dynamic_batching")
+    for dtype, want in (("float32", pb.TYPE_FP32), ("float16", pb.TYPE_FP16)):
+        fixed = write_engine_with_sidecar(tmp_path / f"b1_{dtype}.engine", batch=(1, 1, 1), dtype=dtype)
+        triton_repo([fixed], tmp_path / f"b1_{dtype}")
+        config = _config(tmp_path / f"b1_{dtype}", "tiny_net")
+        assert config.max_batch_size == 0 and list(config.input[0].dims) == [1, 3, 8, 8]
+        assert config.input[0].data_type == want and not config.HasField("dynamic_batching")
 
 
 def test_rtx_engines_are_refused(tmp_path):
@@ -268,3 +271,32 @@ def test_cli_triton_repo(tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "does not exist" in err and "\n" not in err
+
+
+def test_missing_serve_extra_is_one_line(monkeypatch):
+    import importlib.util
+    import sys
+
+    from acmix_deploy.serve import server
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pytriton" else real(name, *a))
+    with pytest.raises(AcmixError, match=r"pip install 'acmix-deploy\[serve\]' \(nvidia-pytriton wheels exist for Linux x86_64"):
+        server.find_bundle()
+    monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)
+    with pytest.raises(AcmixError, match=r"need tritonclient: pip install 'acmix-deploy\[serve\]'"):
+        cfg.model_config_pb2()
+
+
+def test_cli_triton_repo_takes_the_newest_workspace_artifact(tmp_path, capsys):
+    from acmix_deploy import workspace as ws
+    from acmix_deploy.cli import main
+
+    older = small_onnx(tmp_path / "older.onnx", name="older_net")
+    newer = small_onnx(tmp_path / "newer.onnx", name="newer_net")
+    ws.record(ws.ONNX, "older_net", older, workspace=tmp_path / "ws")
+    ws.record(ws.ONNX_FP16, "newer_net", newer, workspace=tmp_path / "ws")
+    with pytest.raises(SystemExit) as ok:
+        main(["triton-repo", "--workspace", str(tmp_path / "ws"), "-o", str(tmp_path / "repo")])
+    assert ok.value.code == 0
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["newer_net"]

@@ -11,7 +11,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from tests.serve.conftest import CLASSES, SIZE, group_gone, needs_server, ort_logits, port_free
+from tests.serve.conftest import CLASSES, SIZE, group_gone, needs_numpy1, needs_server, ort_logits, port_free
 
 pytestmark = needs_server
 NAME = "resnet_acmix26"
@@ -85,6 +85,7 @@ def _classify(server, blobs: list[bytes], k: int = 0):
     return result.as_numpy("logits")
 
 
+@needs_numpy1
 def test_ensemble_top1_equals_eval_on_digits(served, tiny_onnx, digits_root):
     from acmix_deploy.evaluate import evaluate
     from acmix_deploy.train.data import ImageFolder, split_dir
@@ -104,6 +105,7 @@ def test_ensemble_top1_equals_eval_on_digits(served, tiny_onnx, digits_root):
     assert [CLASSES[int(v)] for v in served_top1[:4]] == [row[0].decode().split(":")[2] for row in labels]
 
 
+@needs_numpy1
 def test_preprocess_model_equals_eval_transform(served, digits_root):
     """The self-contained model.py (numpy + Pillow) gives the toolkit's eval tensors for the same bytes."""
     from PIL import Image
@@ -150,8 +152,6 @@ def test_bad_requests_get_clear_errors_and_server_keeps_answering(served, tiny_o
     assert re.search(r"data-type|datatype|FP64", _error(lambda: send(_images(1, 0).astype(np.float64), "FP64")))
     assert re.search(r"batch", _error(lambda: send(_images(9, 0))), re.I)  # max_batch_size is 8
     assert re.search(r"unknown model|not found", _error(lambda: send(_images(1, 0), model="no_such_model")))
-    garbage = _error(lambda: _classify(served, [b"\x00\xffnot an image"]))
-    assert "cannot decode the image" in garbage
     empty = np.zeros((0, 3, SIZE, SIZE), np.float32)
     try:  # an empty batch: an error, or an empty answer; never a crash
         out = send(empty).as_numpy("logits")
@@ -160,6 +160,14 @@ def test_bad_requests_get_clear_errors_and_server_keeps_answering(served, tiny_o
         assert str(exc)
     x = _images(3, 7)
     assert np.allclose(_infer_http(served, x), ort_logits(tiny_onnx, x), rtol=0, atol=1e-4)
+
+
+@needs_numpy1
+def test_garbage_image_bytes_get_a_clear_error(served, tiny_onnx):
+    assert "cannot decode the image" in _error(lambda: _classify(served, [b"\x00\xffnot an image"]))
+    blob = io.BytesIO()
+    __import__("PIL.Image", fromlist=["Image"]).fromarray(np.zeros((16, 16, 3), np.uint8)).save(blob, "PNG")
+    assert _classify(served, [blob.getvalue()]).shape == (1, 10)  # the ensemble still answers
 
 
 def test_200_concurrent_requests_are_correct_and_batched(served, tiny_onnx):
@@ -203,3 +211,34 @@ async def _concurrent(server, x: np.ndarray) -> list[np.ndarray]:
         return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(len(x)))), 300)
     finally:
         await client.close()
+
+
+def test_loadtest_cli_reports_and_writes(served, tmp_path, capsys):
+    import json
+
+    from acmix_deploy.cli import main
+
+    out = tmp_path / "lt"
+    with pytest.raises(SystemExit) as done:
+        main(["loadtest", "--url", f"http://{served.url}", "--served-model", NAME, "--concurrency", "1,4",
+              "--duration", "1.5", "--warmup", "0.5", "--baseline-url", f"http://{served.url}",
+              "--json", str(out / "r.json"), "--csv", str(out / "r.csv"), "--plot", str(out / "r.png")])
+    assert done.value.code == 0
+    report = json.loads((out / "r.json").read_text())
+    assert report["format"] == "acmix-deploy-loadtest/1" and report["model"] == NAME
+    assert [(r["concurrency"]) for r in report["levels"]] == [1, 1, 4, 4]  # main and baseline, level by level
+    for level in report["levels"]:
+        assert level["errors"] == 0 and level["completed"] > 0
+        assert level["throughput"] == pytest.approx(level["completed"] / 1.5)
+        assert level["p50_ms"] <= level["p90_ms"] <= level["p99_ms"]
+        executed = sum(int(b) * n for b, n in level["batch_histogram"].items())
+        assert abs(executed - level["completed"]) <= 4 + 0.1 * level["completed"]  # window edges
+    assert (out / "r.csv").read_text().splitlines()[0].startswith("server,concurrency,throughput,p50_ms")
+    assert (out / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "infer/s" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as failed:
+        main(["loadtest", "--url", f"http://{served.url}", "--served-model", "no_such_model", "--concurrency", "1",
+              "--duration", "0.5", "--warmup", "0"])
+    assert failed.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "no_such_model" in err and "\n" not in err
