@@ -191,3 +191,51 @@ def test_checkpoint_continues_in_the_other_form(first, second, tmp_path):
         fresh_opt.load_state_dict(loaded.meta["optimizer"])
         third[form] = step(fresh, fresh_opt, batches[2])
     assert abs(third[second] - third[first]) <= 1e-10 * abs(third[first]), third
+
+
+def _swin_loss_and_grads(model, x, y, form):
+    to_form(model, form)
+    assert form_of(model) == form
+    model.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("heads,window,shift", [(3, 2, "group"), (2, 2, "tensor")])
+def test_swin_fast_conv_path_matches_reference(device, dtype, heads, window, shift):
+    """Swin-ACmix (shifted windows in the second block): loss and every gradient of both forms.
+
+    float64: 1e-10 relative. float32: each gradient's error against the float64 reference within the
+    tolerance rule, or at most 4x the float32 reference's own error (rate1 / rate2 gradients are sums
+    over every pixel that cancel to ~1e-4 of their terms, so float32 rounding alone exceeds 1e-4 there)."""
+    from acmix_deploy.registry import create_model
+
+    if device == "cuda" and dtype == torch.float64:
+        pytest.skip("float64 is checked on the CPU")
+    torch.manual_seed(0)
+    model = create_model("swin_acmix_t", width=6 * heads, heads=heads, window=window, depths=[2, 1, 1, 1],
+                         img_size=16 * window, num_classes=5, shift=shift).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.3)
+    x = torch.randn(2, 3, 16 * window, 16 * window, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = torch.tensor([1, 4])
+    truth = _swin_loss_and_grads(model, x, y, "reference")
+    model.to(device=device, dtype=dtype)
+    x, y = x.to(device=device, dtype=dtype), y.to(device)
+    ref = _swin_loss_and_grads(model, x, y, "reference")
+    fast = _swin_loss_and_grads(model, x, y, "fast")
+    tol = 1e-10 if dtype == torch.float64 else FP32_TOL
+    assert abs(fast[0] - truth[0]) <= tol * abs(truth[0])
+    assert fast[1].keys() == truth[1].keys()
+    for name, g in truth[1].items():
+        g = g.to(device)
+        err_fast = (fast[1][name].to(g.dtype) - g).abs().max()
+        limit = tol * g.abs().max()
+        if dtype != torch.float64:
+            limit = torch.maximum(limit, 4 * (ref[1][name].to(g.dtype) - g).abs().max())
+        assert err_fast <= limit, name

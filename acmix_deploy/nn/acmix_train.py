@@ -40,12 +40,12 @@ DEFAULT_FORM = "fast"
 
 
 def choose_train_block(height: int, width: int, k: int, stride: int) -> tuple[int, str]:
-    """Query block and halo mode for training (measured with benchmarks/train_speed.py, CPU, 2 threads):
-    one clipped block for maps of at most 8 outputs a side, else 4 x 4 query blocks with reflect halos."""
-    n_out = out_size(min(height, width), stride)
-    if n_out <= 8:
-        return n_out, "unique"
-    return 4, "reflect"
+    """Query block and halo mode for training: 4 x 4 query blocks with clipped ("unique") halos, or one
+    block on maps of fewer than 4 outputs a side. Measured per block (forward + backward, CPU): within
+    the machine's noise of the best of 2 / 3 / 4 / 8 / whole-map blocks in either halo mode on the
+    ResNet-ACmix maps (k_att 7 at 8-32 px, k_att 3 at 4-8 px); whole-map blocks lose up to 5x on
+    32 px maps and 2 x 2 blocks up to 2x (16x more gathered keys)."""
+    return min(4, out_size(height, stride), out_size(width, stride)), "unique"
 
 
 @dataclass(frozen=True)
@@ -157,11 +157,13 @@ class ACmixTrain(ACmix):
 
 
 def _share(src: nn.Module, dst: nn.Module) -> None:
-    """Make `dst` use `src`'s submodules and parameters (same objects, same registration order)."""
+    """Make `dst` use `src`'s submodules, parameters and buffers (same objects, same order)."""
     for name, module in src.named_children():
         setattr(dst, name, module)
     for name, param in src.named_parameters(recurse=False):
         setattr(dst, name, param)
+    for name, buf in src.named_buffers(recurse=False):
+        setattr(dst, name, buf)
     dst.train(src.training)
 
 
@@ -173,26 +175,46 @@ def _to_reference(block: ACmixTrain) -> ACmix:
     return ref
 
 
+def _convert(module: nn.Module, form: str) -> nn.Module | None:
+    """The other form of one ACmix block (ResNet or Swin window attention), or None if already in `form`."""
+    from acmix_deploy.archs.swin import WindowAttention  # local import: archs import this package
+    from acmix_deploy.archs.swin_train import WindowAttentionTrain
+
+    fast = form == "fast"
+    if isinstance(module, ACmix):
+        if fast == isinstance(module, ACmixTrain):
+            return None
+        return ACmixTrain.from_reference(module) if fast else _to_reference(module)
+    if isinstance(module, WindowAttention) and module.acmix:
+        if fast == isinstance(module, WindowAttentionTrain):
+            return None
+        if fast:
+            return WindowAttentionTrain.from_reference(module)
+        with torch.random.fork_rng(devices=[]):
+            ref = WindowAttention(module.dim, module.window, module.num_heads, acmix=True, shift=module.dep_conv.mode)
+        _share(module, ref)
+        return ref
+    return None
+
+
 def to_form(model: nn.Module, form: str) -> nn.Module:
-    """Put every ResNet-ACmix block of `model` in `form` ("fast" or "reference"), in place, sharing
-    parameters; returns `model`. Swin blocks are left as they are (see the README's training section)."""
+    """Put every ACmix block of `model` (ResNet blocks, Swin window attentions) in `form` ("fast" or
+    "reference"), in place, sharing parameters and buffers; returns `model`."""
     if form not in FORMS:
         raise AcmixError(f"unknown training form {form!r}; choose one of {', '.join(FORMS)}")
     for name, module in list(model.named_modules()):
-        if not isinstance(module, ACmix):
-            continue
-        is_fast = isinstance(module, ACmixTrain)
-        if (form == "fast") == is_fast:
-            continue
-        new = ACmixTrain.from_reference(module) if form == "fast" else _to_reference(module)
-        parent_path, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent_path) if parent_path else model, attr, new)
+        new = _convert(module, form) if name else None
+        if new is not None:
+            parent_path, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent_path) if parent_path else model, attr, new)
     return model
 
 
 def form_of(model: nn.Module) -> str:
-    """"fast" when any ACmix block is in the training form, else "reference"."""
-    return "fast" if any(isinstance(m, ACmixTrain) for m in model.modules()) else "reference"
+    """"fast" when any ACmix block (ResNet or Swin) is in the training form, else "reference"."""
+    from acmix_deploy.archs.swin_train import WindowAttentionTrain
+
+    return "fast" if any(isinstance(m, (ACmixTrain, WindowAttentionTrain)) for m in model.modules()) else "reference"
 
 
 __all__ = ["ACmixTrain", "DEFAULT_FORM", "FORMS", "choose_train_block", "form_of", "position_grid", "to_form"]

@@ -58,6 +58,7 @@ def test_two_process_gloo_run(small_digits, tmp_path):
     # only rank 0 prints and writes
     assert stdout.count("training resnet_acmix26") == 1
     assert "cpu x 2 processes" in stdout
+    assert "fast ACmix form" in stdout  # the default training form of the blocks runs under DDP too
     assert sorted(p.name for p in out.iterdir()) == ["best.pth", "curves.png", "last.pth", "metrics.csv"]
     assert len(read_metrics_csv(out / "metrics.csv")) == 2
     last = read_checkpoint(out / "last.pth")
@@ -65,6 +66,7 @@ def test_two_process_gloo_run(small_digits, tmp_path):
     # 80 images / 2 processes / 8 per process = 5 steps per epoch; every val image counted once
     assert state["steps_per_epoch"] == 5 and state["schedule"]["step_count"] == 10
     assert len(state["rng"]) == 2 and last.meta["dataset"]["val_images"] == 30
+    assert last.meta["form"] == "fast" and state["config"]["form"] == "fast"
     assert all(k.split(".")[0] != "module" for k in last.state_dict)
     # rank 0's weights and buffers, evaluated here over all 30 images, give the loss both ranks
     # reported together: fails if the ranks trained apart (no DDP, no buffer sync) or a shard is lost
