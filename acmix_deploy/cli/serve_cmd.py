@@ -75,7 +75,7 @@ def serve_command(
             chosen = runner or default_runner(path)
             if chosen not in _RUNNERS:
                 raise AcmixError(f"--runner must be one of {', '.join(_RUNNERS)}, got {chosen!r}")
-            name = triton_name(model_name or (path.stem if path.suffix.lower() in (".pth", ".pt", ".ckpt") else inspect_artifact(path).name))
+            name = triton_name(model_name or (path.stem if path.suffix.lower() in (".pth", ".pt", ".ckpt") else inspect_artifact(path, allow_rtx=True).name))
             tmp = tempfile.TemporaryDirectory(prefix="acmix-serve-repo-")
             repo = runner_repository(path, Path(tmp.name) / "repo", chosen, name, max_batch_size, queue_delay_us, threads, instances).root
         server = TritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)

@@ -176,6 +176,10 @@ def _validate_files(config: Any, model_dir: Path, num_classes: int | None, where
     for filename in _model_files(config):
         if not (model_dir / "1" / filename).is_file():
             raise AcmixError(f"{where}: {model_dir / '1' / filename} is missing")
+    if "artifact_path" in config.parameters:  # the artifact a runner model opens where it lies
+        artifact = Path(config.parameters["artifact_path"].string_value)
+        if not artifact.is_file():
+            raise AcmixError(f"{where}: the artifact {artifact} is missing")
     for out in config.output:
         if not out.label_filename:
             continue

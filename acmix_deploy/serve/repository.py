@@ -124,11 +124,13 @@ def _canonical_pre(pre: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def inspect_engine(path: Path) -> ArtifactInfo:
+def inspect_engine(path: Path, allow_rtx: bool = False) -> ArtifactInfo:
+    """An engine's tensors from its sidecar; `allow_rtx` for the toolkit's own runner (serve), which
+    runs TensorRT-RTX engines, unlike Triton's tensorrt_plan backend."""
     from acmix_deploy.trt.sidecar import read_sidecar
 
     side = read_sidecar(path)
-    if side.trt_flavour != "tensorrt":
+    if side.trt_flavour != "tensorrt" and not allow_rtx:
         raise AcmixError(
             f"{path} is a {side.trt_flavour} engine; Triton's tensorrt_plan backend runs TensorRT proper, not "
             "TensorRT-RTX: serve its ONNX file as onnxruntime_onnx instead"
@@ -147,14 +149,14 @@ def inspect_engine(path: Path) -> ArtifactInfo:
     return info
 
 
-def inspect_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
+def inspect_artifact(path: str | os.PathLike[str], allow_rtx: bool = False) -> ArtifactInfo:
     path = Path(path)
     if not path.is_file():
         raise AcmixError(f"{path} does not exist")
     if path.suffix.lower() == ".onnx":
         return inspect_onnx(path)
     if path.suffix.lower() in (".engine", ".plan", ".trt"):
-        return inspect_engine(path)
+        return inspect_engine(path, allow_rtx)
     raise AcmixError(f"{path}: triton-repo takes ONNX files (.onnx) or TensorRT engines (.engine/.plan with their sidecar)")
 
 
@@ -380,7 +382,7 @@ def runner_repository(artifact: Path, out: Path, runner: str, name: str, max_bat
     if artifact.suffix.lower() in (".pth", ".pt", ".ckpt"):
         info = _checkpoint_info(artifact)
     else:
-        info = inspect_artifact(artifact)
+        info = inspect_artifact(artifact, allow_rtx=True)
     options = RepoOptions(name=name, max_batch_size=max_batch_size, queue_delay_us=queue_delay_us, instance_kind="KIND_CPU",
                           instance_count=instance_count)
     mbs, notes = batch_layout(info, options) if info.kind != "checkpoint" else (max_batch_size, [])

@@ -186,6 +186,7 @@ def test_valid_config_passes(tmp_path):
     ("python_artifact_missing", "model.onnx is missing"),
     ("negative_batch", "max_batch_size must be >= 0"),
     ("no_platform", "neither platform nor backend"),
+    ("runner_artifact_missing", "the artifact .* is missing"),
 ])
 def test_each_validator_check_fails_alone(tmp_path, case, message):
     files, labels, num_classes, known = ("1/model.onnx",), None, None, ()
@@ -202,6 +203,8 @@ def test_each_validator_check_fails_alone(tmp_path, case, message):
         "python_artifact_missing": lambda: _spec(platform=None, backend="python", parameters={"artifact_file": "model.onnx"}),
         "negative_batch": lambda: _spec(max_batch_size=-1),
         "no_platform": lambda: _spec(platform=None),
+        "runner_artifact_missing": lambda: _spec(platform=None, backend="python",
+                                                 parameters={"artifact_path": str(tmp_path / "gone.onnx")}),
     }[case]()
     if case == "label_lines":
         labels, num_classes = 9, 10
@@ -209,7 +212,7 @@ def test_each_validator_check_fails_alone(tmp_path, case, message):
         known = ("m",)
     if case == "model_file_missing":
         files = ("1/other.onnx",)
-    if case == "python_artifact_missing":
+    if case in ("python_artifact_missing", "runner_artifact_missing"):
         files = ("1/model.py",)
     folder = _model_dir(tmp_path, files, labels)
     config = cfg.parse(cfg.render(cfg.build(spec)))
@@ -300,3 +303,16 @@ def test_cli_triton_repo_takes_the_newest_workspace_artifact(tmp_path, capsys):
         main(["triton-repo", "--workspace", str(tmp_path / "ws"), "-o", str(tmp_path / "repo")])
     assert ok.value.code == 0
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["newer_net"]
+
+
+def test_serve_runner_repository_accepts_rtx_engines(tmp_path):
+    """`serve ENGINE` runs engines through the toolkit's runner, which handles TensorRT-RTX too: the
+    refusal is only for Triton's tensorrt_plan backend (triton-repo)."""
+    from acmix_deploy.serve.repository import runner_repository
+
+    engine = write_engine_with_sidecar(tmp_path / "rtx.engine", flavour="tensorrt-rtx")
+    result = runner_repository(engine, tmp_path / "repo", "tensorrt", "tiny_net", 8, 100, None)
+    config = _config(result.root, "tiny_net")
+    assert config.backend == "python" and config.max_batch_size == 16  # the engine's profile decides
+    assert config.parameters["runner"].string_value == "tensorrt"
+    assert config.parameters["artifact_path"].string_value == str(engine.resolve())

@@ -152,12 +152,8 @@ def test_bad_requests_get_clear_errors_and_server_keeps_answering(served, tiny_o
     assert re.search(r"data-type|datatype|FP64", _error(lambda: send(_images(1, 0).astype(np.float64), "FP64")))
     assert re.search(r"batch", _error(lambda: send(_images(9, 0))), re.I)  # max_batch_size is 8
     assert re.search(r"unknown model|not found", _error(lambda: send(_images(1, 0), model="no_such_model")))
-    empty = np.zeros((0, 3, SIZE, SIZE), np.float32)
-    try:  # an empty batch: an error, or an empty answer; never a crash
-        out = send(empty).as_numpy("logits")
-        assert out.shape == (0, 10)
-    except Exception as exc:  # noqa: BLE001 - InferenceServerException with Triton's message
-        assert str(exc)
+    empty = np.zeros((0, 3, SIZE, SIZE), np.float32)  # Triton 2.51: "input byte size mismatch ... got 0"
+    assert re.search(r"byte size|batch", _error(lambda: send(empty)))
     x = _images(3, 7)
     assert np.allclose(_infer_http(served, x), ort_logits(tiny_onnx, x), rtol=0, atol=1e-4)
 
