@@ -31,6 +31,7 @@ TMP_SUFFIX = ".tmp"
 PAUSE_ENV = "ACMIX_DEPLOY_TEST_PAUSE_BEFORE_RENAME"
 # Paths under these roots are not files a user can keep; writing there is refused up front.
 _PSEUDO_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+_SHM = Path("/dev/shm")
 
 # Temps of this process that are still being written (removed on the way out of atomic_path).
 _live: set[Path] = set()
@@ -147,6 +148,8 @@ def _label(path: Path, option: str | None) -> str:
 
 def _under_pseudo_fs(path: Path) -> bool:
     resolved = path.resolve()
+    if resolved == _SHM or _SHM in resolved.parents:  # /dev/shm is an ordinary tmpfs
+        return False
     return any(resolved == root or root in resolved.parents for root in _PSEUDO_ROOTS)
 
 

@@ -41,17 +41,6 @@ def positive_float(value: Any, option: str) -> float:
     return number
 
 
-def fraction(value: Any, option: str) -> float:
-    """A number in [0, 1] (cosine and agreement gates)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise AcmixError(f"{option} must be a number in [0, 1], got {value!r}") from None
-    if not 0.0 <= number <= 1.0:
-        raise AcmixError(f"{option} must be in [0, 1], got {value}")
-    return number
-
-
 def physical_memory() -> int | None:
     """Bytes of RAM of this machine (None where the OS does not say)."""
     try:

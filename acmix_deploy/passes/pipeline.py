@@ -161,15 +161,12 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def _check_given_shape(name: str, shape: tuple[int, ...], tt: Any) -> None:
-    """--input-shape must have the input's rank, positive sizes, and agree with its fixed dims."""
+    """--input-shape must have the input's rank and positive sizes."""
     declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
     if any(d < 1 for d in shape):
         raise AcmixError(f"--input-shape {name}: every dimension must be >= 1, got {'x'.join(map(str, shape))}")
     if tt.HasField("shape") and len(shape) != len(declared):
         raise AcmixError(f"--input-shape {name}: the input has rank {len(declared)}, got {len(shape)} dimensions")
-    for axis, (want, got) in enumerate(zip(declared, shape)):
-        if want is not None and want != got:
-            raise AcmixError(f"--input-shape {name}: dimension {axis} is fixed at {want} in the model, got {got}")
 
 
 def make_inputs(

@@ -451,7 +451,6 @@ def convert_fp16(
     from acmix_deploy.precision.modelio import check_output
 
     margin = validate.positive_float(margin, "--margin")  # 65504 / margin: 0 divides, < 0 keeps all fp32
-    validate.fraction(min_cosine, "--min-cosine")
     validate.positive_int(samples, "--samples", allow_none=False)
     validate.positive_int(holdout, "--holdout", allow_none=False)
     src, name = load_source(onnx_path, model)

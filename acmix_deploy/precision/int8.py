@@ -342,10 +342,8 @@ def quantize_int8(
         raise AcmixError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if calib_size < 1 or holdout < 1:
         raise AcmixError("--calib-size and the held-out count must be at least 1")
-    from acmix_deploy import validate
     from acmix_deploy.precision.modelio import check_output
 
-    validate.fraction(min_agreement, "--min-agreement")
     src, name = load_source(onnx_path, model)
     check_output(onnx_path, output, name, ".int8.onnx", workspace, record, calib_data)
     plan = plan_int8(src, split)  # before the (slow) image loading: a bad split fails at once

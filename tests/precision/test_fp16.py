@@ -183,7 +183,7 @@ def test_bad_inputs_are_one_line(tmp_path):
         convert_fp16(tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
-    with pytest.raises(AcmixError, match="not a readable ONNX model") as info:
+    with pytest.raises(AcmixError, match="is not an ONNX model") as info:
         convert_fp16(junk)
     assert "\n" not in str(info.value)
 

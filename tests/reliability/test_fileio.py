@@ -82,6 +82,8 @@ def test_destination_checks(tmp_path: Path) -> None:
         fileio.check_destination(tmp_path, "-o")
     with pytest.raises(AcmixError, match="pseudo filesystem"):
         fileio.check_destination("/proc/self/x.onnx", "-o", create=False)
+    if Path("/dev/shm").is_dir():
+        fileio.check_destination("/dev/shm/x.onnx", "-o", create=False)  # an ordinary tmpfs
     os.mkfifo(tmp_path / "p")
     with pytest.raises(AcmixError, match="not a regular file"):
         fileio.check_destination(tmp_path / "p", "-o")
