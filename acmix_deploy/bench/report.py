@@ -335,8 +335,10 @@ def _build_table(result: BenchResult, value_columns, reasons: list[str]):
 def render_table(result: BenchResult, console: Console) -> None:
     """The terminal table: one line per backend x batch x role; ratio on model lines. Columns that do
     not fit the console's width are left out (the JSON / CSV have them all); nothing is cut."""
+    from rich.console import Console as _Console
     from rich.measure import Measurement
 
+    wide = _Console(width=100_000, color_system=None)  # a table's measurement is capped at the console's width
     has_gpu = any(r.memory and r.memory.gpu_peak_mb is not None for r in result.rows)
     optional = list(_OPTIONAL)
     if has_gpu:
@@ -344,7 +346,7 @@ def render_table(result: BenchResult, console: Console) -> None:
     reasons: list[str] = []
     while True:
         table = _build_table(result, list(_ESSENTIAL) + optional, reasons)
-        width = Measurement.get(console, console.options, table).maximum
+        width = Measurement.get(wide, wide.options, table).maximum
         if width <= console.width or not optional:
             break
         optional.pop()
