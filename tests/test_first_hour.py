@@ -42,7 +42,7 @@ def ort_rows(stdout: str) -> dict[str, float]:
     """{model label: median ms} of the onnxruntime rows of bench's table."""
     rows = {}
     for line in stdout.splitlines():
-        m = re.match(r"\s*onnxruntime\s+1\s+(\S+)\s+([\d,]+\.\d+)\s", line)
+        m = re.match(r"\s*onnxruntime\s+1\s+(\S+)\s+([\d,]+(?:\.\d+)?)\s", line)
         if m:
             rows[m.group(1)] = float(m.group(2).replace(",", ""))
     return rows
@@ -93,7 +93,7 @@ def test_the_three_readme_commands_chain_on_a_cpu(tmp_path):
     assert "baseline resnet50 on onnxruntime: exported for this run at 224 px (fp32" in picked
     assert picked.count("no input given") == 1 and "no input given" not in bench.stdout
     assert re.search(r"tensorrt, resnet_acmix50: unavailable: TensorRT needs a CUDA GPU", bench.stdout)
-    assert re.search(r"onnxruntime\s+1\s+resnet_acmix50\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+%\s*!?\s+\d\.\d\dx",
+    assert re.search(r"onnxruntime\s+1\s+resnet_acmix50\s+[\d.,]+\s+[\d.,]+\s+[\d.,]+\s+[\d.]+%\s*!?\s+\d\.\d\dx",
                      bench.stdout), bench.stdout  # the ratio to the baseline
 
 

@@ -276,7 +276,7 @@ def _ms(key: str):
     return lambda row: fmt_number(getattr(row.stats, key))
 
 
-_ESSENTIAL = (("median ms", _ms("median_ms")), ("p90", _ms("p90_ms")),
+_ESSENTIAL = (("median", _ms("median_ms")), ("p90", _ms("p90_ms")),
               ("img/s", lambda row: fmt_number(row.stats.throughput_ips, 1)),
               ("CV", lambda row: f"[yellow]{row.stats.cv:.1%} ![/yellow]" if row.stats.noisy else f"{row.stats.cv:.1%}"))
 _OPTIONAL = (("peak RSS MiB", lambda row: fmt_number(row.memory.peak_rss_mb, 0) if row.memory else "-"),
@@ -293,11 +293,12 @@ def _build_table(result: BenchResult, value_columns, reasons: list[str]):
     """The table with `value_columns` (header, fn) after backend / batch / model; reasons of rows that
     did not run are numbered into `reasons` (printed under the table, never cut)."""
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     has_base = "baseline" in result.models
-    table = Table(title=f"acmix-deploy bench: {result.models['model']['label']}", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+    table = Table(title=f"acmix-deploy bench: {escape(result.models['model']['label'])}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)  # fmt: skip
     table.add_column("backend", no_wrap=True)
     table.add_column("batch", justify="right", no_wrap=True)
     table.add_column("model", overflow="fold")
@@ -315,17 +316,17 @@ def _build_table(result: BenchResult, value_columns, reasons: list[str]):
         if prev_backend is not None and row.backend != prev_backend:
             table.add_section()
         prev_backend = row.backend
-        cells = [row.backend, batch, row.model]
+        cells = [row.backend, batch, escape(row.model)]  # `name[shift=tensor]` is not rich markup
         values = ["-"] * len(value_columns) if row.stats is None else [fn(row) for _, fn in value_columns]
         ratio = [f"[bold]{row.ratio:.2f}x[/bold]" if row.ratio is not None else ""] if has_base else []
         cells += values[:n_first] + ratio + values[n_first:]
         note = ""
         if row.stats is None:
             reasons.append(f"{row.backend}, {row.model}: {row.status}: {row.reason}")
-            note = f"{row.status} ({len(reasons)})"
+            note = f"see ({len(reasons)})"
         elif row.memory_error:
             reasons.append(f"{row.backend}, {row.model}: memory: {row.memory_error}")
-            note = f"memory ({len(reasons)})"
+            note = f"see ({len(reasons)})"
         cells.append(note)
         style = "dim" if row.status != "ok" else ("italic" if row.role == "baseline" else None)
         table.add_row(*cells, style=style)
@@ -335,8 +336,10 @@ def _build_table(result: BenchResult, value_columns, reasons: list[str]):
 def render_table(result: BenchResult, console: Console) -> None:
     """The terminal table: one line per backend x batch x role; ratio on model lines. Columns that do
     not fit the console's width are left out (the JSON / CSV have them all); nothing is cut."""
+    from rich.console import Console as _Console
     from rich.measure import Measurement
 
+    wide = _Console(width=100_000, color_system=None)  # a table's measurement is capped at the console's width
     has_gpu = any(r.memory and r.memory.gpu_peak_mb is not None for r in result.rows)
     optional = list(_OPTIONAL)
     if has_gpu:
@@ -344,7 +347,7 @@ def render_table(result: BenchResult, console: Console) -> None:
     reasons: list[str] = []
     while True:
         table = _build_table(result, list(_ESSENTIAL) + optional, reasons)
-        width = Measurement.get(console, console.options, table).maximum
+        width = Measurement.get(wide, wide.options, table).maximum
         if width <= console.width or not optional:
             break
         optional.pop()
@@ -355,7 +358,7 @@ def render_table(result: BenchResult, console: Console) -> None:
     has_base = "baseline" in result.models
     timing = f"{cfg.iterations} iterations" if cfg.iterations else f"{cfg.duration_s:g} s per batch"
     console.print(
-        f"{cfg.threads} threads, {timing}, device {cfg.device}; "
+        f"{cfg.threads} threads, {timing}, device {cfg.device}; latencies in ms; "
         + ("interleaved with the baseline, ONNX Runtime spinning off" if result.interleaved else "backends timed one at a time")
         + ("; ratio = median over rounds of model / baseline time" if has_base else ""),
         soft_wrap=True,

@@ -300,6 +300,30 @@ def _measure_memory(
             row.memory_error = first_line(exc)
 
 
+def _sources(
+    model: str | None, onnx, engine, img_size: int | None, shift: str | None, baseline: str | None,
+    resolver: Resolver | None, workspace, say: Callable[[str], None],
+) -> tuple[ModelSource, ModelSource | None, list[str]]:
+    """(model source, baseline source or None, lines saying which workspace files were picked and why).
+    With no input: the newest workspace model and its registry baseline (bench.workspace_pick)."""
+    base_source = None
+    if model is None and onnx is None and engine is None and shift is None:
+        from acmix_deploy.bench.workspace_pick import pick
+
+        chosen = pick(workspace, resolver, with_baseline=baseline is None, say=say)
+        source, inputs, base_source = chosen.model, chosen.lines, chosen.baseline
+        if img_size is not None and source.input_size != (img_size, img_size):
+            raise AcmixError(f"the workspace's {source.label} files take {source.input_size[0]} px images, not {img_size}")
+    else:
+        source, found = resolve_target(model, onnx, engine, img_size, shift, resolver, workspace)
+        inputs = found.splitlines() if found else []
+    if baseline:
+        base_source = resolve_baseline(baseline, img_size, resolver)
+        if shift is not None and base_source.name is not None and base_source.name == source.name:
+            base_source.label = label_for(base_source.name, "group")  # the paper's Table 7: shift form vs shift form
+    return source, base_source, inputs
+
+
 def bench(
     model: str | None = None,
     onnx: str | Path | None = None,
@@ -329,26 +353,11 @@ def bench(
     """
     _validate(batches, warmup_s, warmup_iterations, duration_s, iterations, threads, device)
     say = progress or (lambda _msg: None)
-    base_source = None
-    if model is None and onnx is None and engine is None and shift is None:
-        from acmix_deploy.bench.workspace_pick import pick
-
-        chosen = pick(workspace, resolver, with_baseline=baseline is None, say=say)
-        source, inputs = chosen.model, chosen.lines
-        base_source = chosen.baseline
-        if img_size is not None and source.input_size != (img_size, img_size):
-            raise AcmixError(f"the workspace's {source.label} files take {source.input_size[0]} px images, not {img_size}")
-    else:
-        source, found = resolve_target(model, onnx, engine, img_size, shift, resolver, workspace)
-        inputs = found.splitlines() if found else []
+    source, base_source, inputs = _sources(model, onnx, engine, img_size, shift, baseline, resolver, workspace, say)
     for line in inputs:
         say(line)
     notes: list[str] = list(inputs)
     found = bool(inputs)
-    if baseline:
-        base_source = resolve_baseline(baseline, img_size, resolver)
-        if shift is not None and base_source.name is not None and base_source.name == source.name:
-            base_source.label = label_for(base_source.name, "group")  # the paper's Table 7: shift form vs shift form
     backend_list = _backends(backends, source)
     dev = ("cuda" if cuda_available() else "cpu") if device == "auto" else device
     n_threads = threads or usable_cpus()

@@ -18,7 +18,7 @@ import hashlib
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
@@ -281,7 +281,7 @@ def build_engine(
         inputs=inputs,
         outputs=outputs,
         profiles=profiles,
-        onnx_path=stored_onnx_path(onnx_path, dest),
+        onnx_path=str(onnx_path.resolve()),  # as read_sidecar returns it; the file stores it relative
         onnx_sha256=sha256_file(onnx_path),
         engine_sha256=hashlib.sha256(data).hexdigest(),
         trt_flavour=flavour,
@@ -302,7 +302,7 @@ def build_engine(
     )
     with atomic_path(dest) as tmp_engine, atomic_path(sidecar_path(dest)) as tmp_side:
         tmp_engine.write_bytes(data)
-        tmp_side.write_text(sidecar.to_json())
+        tmp_side.write_text(replace(sidecar, onnx_path=stored_onnx_path(onnx_path, dest)).to_json())
     if timing_cache is not None:
         from acmix_deploy.fileio import write_bytes_atomic
 

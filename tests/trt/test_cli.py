@@ -78,6 +78,6 @@ def test_bad_arguments_are_one_line(trained, tmp_path, capsys):
     assert code == 2 and "does not exist" in err and err.count("\n") == 1
     empty = tmp_path / "ws"
     code, _, err = run_cli(["convert-fp16", "--workspace", str(empty)], capsys)
-    assert code == 2 and "no onnx-optimized/onnx artifact" in err
+    assert code == 2 and "no ONNX file or engine recorded in workspace" in err
 
 
