@@ -37,7 +37,7 @@ def test_info_unknown_model_one_line_exit_2():
     out = run_cli("info", "--model", "nope")
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "valid models: resnet26" in lines[0] and "Traceback" not in out.stderr
+    assert len(lines) == 1 and "valid models: " in lines[0] and "resnet26, " in lines[0] and "Traceback" not in out.stderr
 
 
 def test_info_with_checkpoint_reports_rates(tmp_path):

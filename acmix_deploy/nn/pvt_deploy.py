@@ -31,6 +31,12 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return lin
 
 
+def _depthwise(weight: torch.Tensor) -> nn.Conv2d:
+    conv = nn.Conv2d(weight.shape[0], weight.shape[0], 3, 1, 1, groups=weight.shape[0], bias=False, dtype=weight.dtype)
+    conv.weight.data.copy_(weight)
+    return conv
+
+
 class PVTAttentionPath(nn.Module):
     """softmax(q k^T) v over all heads, then proj (rate1 folded): (B, N, C), (B, N', 2C) -> (B, N, C)."""
 
@@ -76,8 +82,15 @@ class PVTConvPath(nn.Module):
         order = torch.arange(pieces * hd).reshape(pieces, hd).t().reshape(-1)
         self.register_buffer("group_order", order, persistent=False)
         self.dep_conv = nn.Conv2d(pieces * hd, ref.dim, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
+        self.depthwise = nh == 1  # one head: the folded conv is three depthwise convs (q, k, v pieces)
         if self.fold_fc:
-            self.dep_conv.weight.data.copy_(torch.einsum("ojyx,ji->oiyx", kernel, fc_w).to(dtype))
+            folded = torch.einsum("ojyx,ji->oiyx", kernel, fc_w)  # (C, 3 heads, 3, 3)
+            self.dep_conv.weight.data.copy_(folded.to(dtype))
+            if self.depthwise:  # ONNX Runtime ran the 64-group, 3-input conv ~10x slower than this
+                del self.dep_conv
+                self.dw_q, self.dw_k, self.dw_v = (
+                    _depthwise(folded[:, j : j + 1].to(dtype)) for j in range(3)
+                )
             bias_in = fc_b.reshape(1, 1, 9, 1, 1).expand(1, hd, 9, h, w).reshape(1, 9 * hd, h, w)
             bias_map = F.conv2d(bias_in, kernel, padding=1, groups=hd)
             self.register_buffer("conv_bias", bias_map.to(dtype).contiguous(), persistent=False)
@@ -118,7 +131,11 @@ class PVTConvPath(nn.Module):
         if q.shape[1] != h * w:  # drop the cls row (last stage); no Slice otherwise
             q, kv_in = q[:, q.shape[1] - h * w :], kv_in[:, kv_in.shape[1] - nr :]
         q, kv = q.transpose(1, 2), self.kv(kv_in).transpose(1, 2)
-        if self.fold_fc:
+        if self.depthwise:  # kv rows were reversed: channels [v reversed, k reversed]
+            kv = self._upsample(kv.flip(1)).reshape(b, 2 * hd, h, w)
+            out = self.dw_q(q.reshape(b, hd, h, w)) + self.dw_k(kv[:, :hd]) + self.dw_v(kv[:, hd:])
+            out = out + self.conv_bias
+        elif self.fold_fc:
             maps = torch.cat([q, self._upsample(kv)], dim=1)  # (B, 3C, HW), pieces [q, k, v]
             maps = maps.index_select(1, self.group_order).reshape(b, -1, h, w)
             out = self.dep_conv(maps) + self.conv_bias
