@@ -9,8 +9,9 @@ folded into the indices), so a neighbourhood is a single Gather. Folds, all exac
   (it cannot move before the gather: each offset has its own statistics), its second BatchNorm folds
   into the first 1x1 conv;
 * rate1 folds into the weight network's last conv (the aggregation is linear in the weights);
-* SAN-ACmix conv path: fc runs as a grouped 1x1 conv over the piece-channel-major stack (groups = rel,
-  output channel d * 9 + j, which is dep_conv's input order), rate2 folds into dep_conv.
+* stage I's three 1x1 convs are one conv (`qkv`) whose output is split;
+* SAN-ACmix conv path: fc and dep_conv compose into one dense, block-sparse 3x3 conv over the `qkv`
+  output (rate2 folded in); see `ConvPath` for why not the grouped convs.
 
 Two forms of each neighbourhood op (`form`), measured in benchmarks/san_latency.py:
 
@@ -144,27 +145,37 @@ class Aggregation(nn.Module):
 
 
 class ConvPath(nn.Module):
-    """SAN-ACmix conv path: fc as a grouped 1x1 conv on the piece-channel-major stack, then dep_conv
-    (rate2 folded in)."""
+    """SAN-ACmix conv path as one dense 3x3 conv over stage I's output [x1, x2, x3] (6 * rel -> mid).
+
+    fc (pieces -> 9) and dep_conv (groups = rel) are linear, so their composition is a 3x3 conv whose
+    output o reads channel d = o // (mid / rel) of every piece: a block-sparse dense kernel, rate2
+    folded in. No Transpose to the piece-channel-major stack, and ONNX Runtime's dense conv beats its
+    small-group grouped convs (the split fc + dep_conv form ran the whole san_acmix10 at 2x san10).
+    An fc bias becomes a constant map (the bias seen through dep_conv's zero padding)."""
 
     def __init__(self, sam: SAM, height: int, width: int):
         super().__init__()
-        dtype, rel = sam.conv1.weight.dtype, sam.rel_planes
-        self.height, self.width, self.rel = height, width, rel
-        fc = sam.fc.weight.detach().double().reshape(K_CONV * K_CONV, sam.pieces)
-        fc_bias = sam.fc.bias.detach().double().repeat(rel) if sam.fc.bias is not None else None
-        self.fc = _conv(fc.repeat(rel, 1).reshape(rel * K_CONV**2, sam.pieces, 1, 1), fc_bias, dtype, groups=rel)
-        self.dep_conv = _conv(sam.dep_conv.weight.detach().double() * sam.rate2.detach().double(), None, dtype,
-                              groups=rel)
+        dtype, rel, mid, pieces = sam.conv1.weight.dtype, sam.rel_planes, sam.out_planes, sam.pieces
+        dep = sam.dep_conv.weight.detach().double() * sam.rate2.detach().double()  # (mid, 9, 3, 3)
+        fc = sam.fc.weight.detach().double().reshape(K_CONV * K_CONV, pieces)
+        per_piece = torch.einsum("ojab,jt->otab", dep, fc)  # (mid, pieces, 3, 3)
+        weight = torch.zeros(mid, pieces * rel, K_CONV, K_CONV, dtype=torch.float64)
+        d = torch.arange(mid) // (mid // rel)
+        for t in range(pieces):
+            weight[torch.arange(mid), t * rel + d] = per_piece[:, t]
+        self.conv = _conv(weight, None, dtype)
+        self.has_bias = sam.fc.bias is not None
+        if self.has_bias:
+            f = sam.fc.bias.detach().double().repeat(rel).view(1, -1, 1, 1).expand(1, -1, height, width)
+            self.register_buffer("bias_map", F.conv2d(f, dep, None, 1, 1, 1, rel).to(dtype), persistent=False)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor) -> torch.Tensor:
-        n, h, w = x1.shape[0], self.height, self.width
-        stacked = torch.cat([x1, x2, x3], 1).reshape(n, -1, self.rel, h * w).transpose(1, 2)
-        return self.dep_conv(self.fc(stacked.reshape(n, -1, h, w)))
+    def forward(self, qkv: torch.Tensor) -> torch.Tensor:
+        out = self.conv(qkv)
+        return out + self.bias_map if self.has_bias else out
 
 
 class SAMDeploy(nn.Module):
-    """One SAM at a fixed map size: stage I (conv1-3), weight_net, aggregation, conv_path (SAN-ACmix).
+    """One SAM at a fixed map size: stage I (conv1-3 fused: qkv), weight_net, aggregation, conv_path.
     `form` picks the neighbourhood implementation (SAN_FORMS)."""
 
     def __init__(self, sam: SAM, height: int, width: int, form: str = DEFAULT_SAN_FORM):
@@ -175,8 +186,10 @@ class SAMDeploy(nn.Module):
             raise AcmixError(f"SAM map {height}x{width} is below the {sam.min_input} px reflection padding needs")
         dtype, k = sam.conv1.weight.dtype, sam.kernel_size
         self.height, self.width, self.form, self.k, self.acmix = height, width, form, k, sam.acmix
-        self.conv1, self.conv2, self.conv3 = (_conv(c.weight.detach(), c.bias.detach(), dtype)
-                                              for c in (sam.conv1, sam.conv2, sam.conv3))
+        self.split = [sam.rel_planes, sam.rel_planes, sam.out_planes]
+        projections = (sam.conv1, sam.conv2, sam.conv3)  # stage I as one conv: [x1, x2, x3]
+        self.qkv = _conv(torch.cat([c.weight.detach() for c in projections]),
+                         torch.cat([c.bias.detach() for c in projections]), dtype)
         index = reflect_index(height, width, k) if form == "gather" else padded_index(height, width, k)
         self.weight_net = WeightNet(sam, height, width, form, index)
         self.aggregation = Aggregation(sam, height, width, form, index)
@@ -186,9 +199,10 @@ class SAMDeploy(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != (self.height, self.width):
             raise AcmixError(f"deploy SAM built for {self.height}x{self.width} got {x.shape[-2]}x{x.shape[-1]}")
-        x1, x2, x3 = self.conv1(x), self.conv2(x), self.conv3(x)
+        qkv = self.qkv(x)
+        x1, x2, x3 = torch.split(qkv, self.split, 1)
         out = self.aggregation(x3, self.weight_net(x1, x2))
-        return out + self.conv_path(x1, x2, x3) if self.acmix else out
+        return out + self.conv_path(qkv) if self.acmix else out
 
     def extra_repr(self) -> str:
         return f"map={self.height}x{self.width}, k={self.k}, form={self.form}, acmix={self.acmix}"
