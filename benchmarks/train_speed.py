@@ -2,7 +2,7 @@
 """Training-step speed and memory of ResNet-ACmix: reference form vs fast form vs the plain ResNet.
 
     python benchmarks/train_speed.py [--cases resnet_acmix26@128,...] [--batch 8] [--threads 2]
-                                     [--rounds 3] [--heavy] [--compile] [--json out.json]
+                                     [--rounds 3] [--heavy] [--compile] [--width W] [--k-att K] [--json out.json]
 
 For every case (model @ px): the reference form (official maths, nn/acmix.py), the fast training form
 (nn/acmix_train.py) and the plain ResNet of the same depth (resnet26 / resnet50), same batch, random
@@ -52,8 +52,9 @@ def cuda_skip_reason() -> str | None:
     return None
 
 
-def build(variant: str, model: str, size: int, device: str):
-    """(model, optimizer) of one variant: 'reference', 'fast', 'fast+compile' or 'plain'."""
+def build(variant: str, model: str, size: int, device: str, overrides: dict | None = None):
+    """(model, optimizer) of one variant: 'reference', 'fast', 'fast+compile' or 'plain'; `overrides`
+    (width, k_att) apply to the ACmix model and width to its plain baseline."""
     import torch
 
     from acmix_deploy.nn.acmix_train import to_form
@@ -61,7 +62,10 @@ def build(variant: str, model: str, size: int, device: str):
 
     torch.manual_seed(0)
     name = model.replace("_acmix", "") if variant == "plain" else model
-    net = create_model(name, img_size=size)
+    overrides = dict(overrides or {})
+    if variant == "plain":
+        overrides.pop("k_att", None)
+    net = create_model(name, img_size=size, **overrides)
     if variant != "plain":
         to_form(net, "reference" if variant == "reference" else "fast")
     net = net.to(device).train()
@@ -110,7 +114,7 @@ def child_memory(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     device = spec["device"]
-    net, opt = build(spec["variant"], spec["model"], spec["size"], device)
+    net, opt = build(spec["variant"], spec["model"], spec["size"], device, spec.get("overrides"))
     step = make_step(net, opt, spec["batch"], spec["size"], device, spec["amp"])
     gc.collect()
     if device == "cuda":
@@ -154,7 +158,7 @@ def run_case(model: str, size: int, args, device: str, amp: bool) -> dict:
         variants.insert(2, "fast+compile")
     steps = {}
     for v in variants:
-        net, opt = build(v, model, size, device)
+        net, opt = build(v, model, size, device, args.overrides)
         steps[v] = make_step(net, opt, args.batch, size, device, amp)
     times = time_interleaved(steps, args.rounds)
     del steps
@@ -164,7 +168,7 @@ def run_case(model: str, size: int, args, device: str, amp: bool) -> dict:
     for v in variants:
         ips = [args.batch / t for t in times[v]]
         spec = {"variant": v, "model": model, "size": size, "batch": args.batch, "threads": args.threads,
-                "device": device, "amp": amp}
+                "device": device, "amp": amp, "overrides": args.overrides}
         rows[v] = {"images_per_s": statistics.median(ips), "ips_min": min(ips), "ips_max": max(ips),
                    "step_s": times[v], "memory": measure_memory(spec)}
     for v in variants:
@@ -213,6 +217,8 @@ def main() -> None:
     ap.add_argument("--heavy", action="store_true", help="also time resnet_acmix50 @ 224 in the reference form")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of the fast form")
     ap.add_argument("--no-cuda", action="store_true", help="skip the CUDA + AMP part even with a GPU")
+    ap.add_argument("--width", type=int, help="model width override (e.g. 16 for the digits model)")
+    ap.add_argument("--k-att", type=int, help="attention window override (e.g. 3 for the digits model)")
     ap.add_argument("--json", type=Path, help="write all numbers here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -221,13 +227,14 @@ def main() -> None:
         return
     import torch
 
+    args.overrides = {k: v for k, v in (("width", args.width), ("k_att", args.k_att)) if v is not None}
     torch.set_num_threads(args.threads)
     cases = [(c.split("@")[0], int(c.split("@")[1])) for c in args.cases.split(",")]
     devices = [("cpu", False)]
     reason = "--no-cuda" if args.no_cuda else cuda_skip_reason()
     if reason is None:
         devices.append(("cuda", True))
-    print(f"# train_speed: batch {args.batch}, {args.threads} CPU threads, {args.rounds} rounds, "
+    print(f"# train_speed: batch {args.batch}, {args.threads} CPU threads, {args.rounds} rounds, overrides {args.overrides}, "
           f"torch {torch.__version__}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     print("\n".join(HEADER), flush=True)
     results = []

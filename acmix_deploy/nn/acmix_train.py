@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.nn.acmix import ACmix, out_size, position_grid
+from acmix_deploy.nn.acmix import ACmix, out_size
 from acmix_deploy.nn.local_attention import HaloGeometry, halo_geometry
 
 FORMS = ("fast", "reference")
@@ -73,7 +73,8 @@ def _halo(height: int, width: int, k: int, stride: int, device: torch.device, dt
         None if _is_identity(query, height * width) else query.to(device),
         torch.from_numpy(geo.key_index).to(device),
         None if _is_identity(output, geo.n_blocks * block * block) else output.to(device),
-        torch.from_numpy(geo.mask).to(device=device, dtype=dtype),
+        # float32 under autocast: log(multiplicity) would round in bf16 (it is added in place to the logits)
+        torch.from_numpy(geo.mask).to(device=device, dtype=torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype),
     )
 
 
@@ -217,4 +218,4 @@ def form_of(model: nn.Module) -> str:
     return "fast" if any(isinstance(m, (ACmixTrain, WindowAttentionTrain)) for m in model.modules()) else "reference"
 
 
-__all__ = ["ACmixTrain", "DEFAULT_FORM", "FORMS", "choose_train_block", "form_of", "position_grid", "to_form"]
+__all__ = ["ACmixTrain", "DEFAULT_FORM", "FORMS", "choose_train_block", "form_of", "to_form"]
