@@ -71,7 +71,7 @@ def build(variant: str, model: str, size: int, device: str, overrides: dict | No
     net = net.to(device).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-5)
     if variant.endswith("+compile"):
-        net = torch.compile(net)
+        net = torch.compile(net, dynamic=False)
     return net, opt
 
 

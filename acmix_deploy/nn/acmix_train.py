@@ -94,6 +94,7 @@ class ACmixTrain(ACmix):
         _share(block, fast)
         return fast
 
+    @torch.compiler.disable  # numpy geometry, cached per size: kept out of torch.compile graphs
     def halo(self, h: int, w: int, device: torch.device, dtype: torch.dtype) -> _Halo:
         key = (h, w, device, dtype)
         if key not in self._halos:

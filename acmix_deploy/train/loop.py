@@ -253,7 +253,7 @@ def _train(
     if env.distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     if config.compile:
-        net = torch.compile(net)
+        net = torch.compile(net, dynamic=False)  # one graph per map size (sizes never change in a run)
     optimizer = make_optimizer(model, config.opt, config.lr, config.weight_decay, config.momentum)
     schedule = WarmupCosine(
         optimizer, config.lr, config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch), config.min_lr
