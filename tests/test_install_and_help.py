@@ -72,4 +72,6 @@ def test_readme_install_section_names_both_machines_and_what_each_command_pulls(
     assert "pip install torch==2.13.0" in install and ".ci/run" in install
     assert "tensorrt-cu12" in install and "CUDA 12" in install
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "pip install -q torch==2.13.0" in ci and '".[cpu,dev]"' in ci
+    extras = re.search(r'pip install -q -e "(\.\[[a-z,-]+\])"', ci)
+    assert "pip install -q torch==2.13.0" in ci and extras, ci
+    assert f'pip install torch==2.13.0 && pip install -e "{extras.group(1)}"' in install  # README = what CI runs

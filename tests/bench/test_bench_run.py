@@ -117,7 +117,7 @@ def test_newest_workspace_file_is_used_and_named(onnx_file, tmp_path):
         ({"threads": 0}, "--threads"),
         ({"device": "tpu"}, "--device"),
         ({"model": "nope"}, "unknown model"),
-        ({"onnx": "missing.onnx"}, "no such file"),
+        ({"onnx": "missing.onnx"}, "missing.onnx does not exist"),
     ],
 )
 def test_bad_input_is_one_line_error(kwargs, message, tmp_path):
