@@ -6,7 +6,6 @@ import re
 import sys
 from pathlib import Path
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -22,10 +21,12 @@ else:  # pragma: no cover
     tomllib = pytest.importorskip("tomli")
 
 
-def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _command_paths(group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path of a click group (Typer vendors click: no `import click`, which a fresh
+    install need not have)."""
     paths = [prefix]
     for name, cmd in group.commands.items():
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):  # a group
             paths += _command_paths(cmd, (*prefix, name))
         else:
             paths.append((*prefix, name))
