@@ -133,13 +133,17 @@ class ACmix(nn.Module):
         f_conv = f_all.permute(0, 2, 1, 3).reshape(b, -1, h, w)  # channel = d * k_conv^2 + j
         return self.dep_conv(f_conv)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
+    def check_size(self, h: int, w: int) -> None:
+        """One line (not a reflection-pad crash) for a map below the minimum k_att's padding allows."""
         if min(h, w) < self.min_input:
             raise AcmixError(
                 f"ACmix map {h}x{w} is smaller than {self.min_input} px, the minimum reflection padding "
                 f"of k_att={self.kernel_att} allows"
             )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        self.check_size(h, w)
         q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
         return self.rate1 * self.attention(q, k, v) + self.rate2 * self.conv_path(q, k, v)
 

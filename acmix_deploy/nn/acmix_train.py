@@ -146,11 +146,7 @@ class ACmixTrain(ACmix):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if min(h, w) < self.min_input:
-            raise AcmixError(
-                f"ACmix map {h}x{w} is smaller than {self.min_input} px, the minimum reflection padding "
-                f"of k_att={self.kernel_att} allows"
-            )
+        self.check_size(h, w)
         qkv = self._stage_one(x)
         conv = self._conv_path(qkv, h, w)
         b, c, ho, wo = conv.shape
