@@ -6,7 +6,7 @@ Names are resolved lazily so that importing a submodule (e.g. sources from runne
 
 from __future__ import annotations
 
-from typing import Any
+from acmix_deploy._lazy import lazy_exports
 
 _EXPORTS = {
     "bench": "acmix_deploy.bench.run",
@@ -21,11 +21,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'acmix_deploy.bench' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

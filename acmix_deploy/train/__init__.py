@@ -6,7 +6,7 @@ so `acmix-deploy data digits` (digits.py: numpy and PIL) does not import torch a
 
 from __future__ import annotations
 
-from typing import Any
+from acmix_deploy._lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "acmix_deploy.train.config",
@@ -17,11 +17,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'acmix_deploy.train' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
