@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 import acmix_deploy as ad
-from tests.conftest import small_overrides
 
 HEAVY = ("torch", "onnxruntime", "tensorrt", "tensorrt_rtx")
 FUNCTIONS = sorted(name for name in ad.__all__ if name not in {"__version__"})
@@ -62,72 +61,69 @@ def test_no_public_name_is_shadowed_by_a_submodule():
         getattr(ad, "nope")
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_api_example() -> str:
+    """The python block of README's "Python API" section, verbatim."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory) -> dict[str, Path]:
-    """export -> optimize -> fp16 / int8 through the top level, at 64 px."""
+def chain(tmp_path_factory) -> dict:
+    """README's example, run as written in a temporary folder; its variables for the tests."""
     root = tmp_path_factory.mktemp("api")
-    name = "resnet_acmix26"
-    small = small_overrides(name)
-    size = small.pop("img_size")
-    exported = ad.export_onnx(name, img_size=size, output=root / "m.onnx", overrides=small, optimize=False)
-    paths = {"onnx": Path(exported.path), "exported": exported}
-    report = ad.optimize(paths["onnx"], root / "m.opt.onnx", latency_runs=2)
-    paths["optimized"] = root / "m.opt.onnx"
-    paths["optimize_report"] = report
-    paths["fp16"] = Path(ad.convert_fp16(paths["optimized"], root / "m.fp16.onnx", samples=4, holdout=8).path)
-    paths["int8"] = Path(
-        ad.quantize_int8(paths["optimized"], root / "m.int8.onnx", calib_size=16, holdout=16, min_agreement=0.5).path
-    )
-    return paths
+    namespace: dict = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        exec(compile(readme_api_example(), "README.md#python-api", "exec"), namespace)
+    namespace["root"] = root
+    return namespace
 
 
-def test_create_list_and_card():
+def test_create_list_and_card(chain):
     assert {"resnet_acmix26", "swin_acmix_t", "san_acmix10", "pvt_acmix_t"} <= set(ad.list_models())
     assert ad.get_card("resnet_acmix50").arch == "resnet"
     import torch
 
-    small = small_overrides("resnet_acmix26")
-    model = ad.create_model("resnet_acmix26", **small).eval()
     with torch.no_grad():
-        logits = model(torch.zeros(2, 3, small["img_size"], small["img_size"]))
-    assert tuple(logits.shape) == (2, small["num_classes"])
+        logits = chain["model"].eval()(torch.zeros(2, 3, 64, 64))
+    assert tuple(logits.shape) == (2, 10)
 
 
 def test_export_optimize_and_precision(chain):
+    root = chain["root"]
     exported = chain["exported"]
     assert exported.parity and all(line.startswith("PASSED") for line in exported.parity)
-    assert exported.bytes == chain["onnx"].stat().st_size > 10_000
-    report = chain["optimize_report"]
+    assert exported.bytes == (root / "r26.onnx").stat().st_size > 10_000
+    report = chain["report"]
     assert report.parity and all(line.startswith("PASSED") for line in report.parity)
     assert report.ops_after["Conv"] < report.ops_before["Conv"]  # stage-I projections fused
     assert sum(report.ops_after.values()) < sum(report.ops_before.values())
-    for key in ("fp16", "int8"):
-        assert chain[key].is_file() and chain[key].stat().st_size > 5_000
+    assert chain["fp16"].report.passed and chain["fp16"].report.cosine >= 0.999
+    assert chain["int8"].report.passed and chain["int8"].calib_count == 64
+    for name in ("r26.opt.onnx", "r26.fp16.onnx", "r26.int8.onnx"):
+        assert (root / name).stat().st_size > 5_000
 
 
 def test_benchmark_and_profile(chain):
-    result = ad.benchmark(onnx=chain["optimized"], backends=["onnxruntime"], warmup_s=None, warmup_iterations=1,
-                          iterations=5, memory=False, threads=1)
-    rows = [row for row in result.rows if row.stats is not None]
+    rows = [row for row in chain["bench"].rows if row.status == "ok"]
     assert rows and all(row.stats.median_ms > 0 for row in rows)
-    report = ad.profile_model(onnx=chain["optimized"], warmup=1, iterations=2, threads=1)
-    ok = [r for r in report.results if r.status == "ok"]
+    ok = [r for r in chain["profile"].results if r.status == "ok"]
     assert ok and ok[0].kernel_ms > 0 and len(ok[0].nodes) > 10
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("api-digits") / "digits"
-    importlib.import_module("acmix_deploy.train.digits").write_digits(data, size=16)
-    return data
-
-
-def test_evaluate_artifacts(chain, digits):
-    data = digits
-    report = ad.evaluate_artifacts([chain["optimized"]], data / "val")
+def test_evaluate_artifacts(chain):
+    report = chain["scores"]
     assert report.evaluated == report.total == 360
-    result = report.results[0]
-    assert result.available and 0 <= result.correct1 <= result.correct5 <= 360
+    assert [Path(r.path).name for r in report.results] == ["r26.onnx", "r26.fp16.onnx", "r26.int8.onnx"]
+    for result in report.results:
+        assert result.available and 0 <= result.correct1 <= result.correct5 <= 360
+    fp32, fp16, _ = report.results  # random weights: the fp16 copy predicts what fp32 predicts
+    agree = float(np.mean(fp32.top1_pred == fp16.top1_pred))
+    assert agree >= 0.95
 
 
 def test_build_engine_needs_tensorrt_or_builds(chain, tmp_path):
@@ -135,13 +131,14 @@ def test_build_engine_needs_tensorrt_or_builds(chain, tmp_path):
         import tensorrt_rtx  # noqa: F401
     except ImportError:
         with pytest.raises(ad.AcmixError, match="(?i)tensorrt"):
-            ad.build_engine(chain["optimized"], tmp_path / "m.engine", max_batch=1, opt_batch=1)
+            ad.build_engine(chain["root"] / "r26.fp16.onnx", tmp_path / "m.engine", max_batch=1, opt_batch=1)
         return
-    result = ad.build_engine(chain["optimized"], tmp_path / "m.engine", max_batch=1, opt_batch=1, runtime="tensorrt-rtx")
+    result = ad.build_engine(chain["root"] / "r26.fp16.onnx", tmp_path / "m.engine", max_batch=1, opt_batch=1, runtime="tensorrt-rtx")
     assert Path(result.path).stat().st_size > 10_000
 
 
-def test_train_model_one_epoch(digits, tmp_path):
+def test_train_model_one_epoch(chain, tmp_path):
+    digits = chain["root"] / "digits"
     from tests.train.conftest import tiny_options
 
     data = tmp_path / "few"  # 4 images per class: one epoch is 2 full batches of 16 (the last, partial one is dropped)
