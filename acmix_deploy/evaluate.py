@@ -267,6 +267,26 @@ def _collate(items: list[tuple[Any, int, int, list[int]]]) -> tuple[list[np.ndar
     return arrays, np.asarray([it[1] for it in good], dtype=np.int64), bad
 
 
+def _open_all(
+    artifacts: list[str | os.PathLike[str]], fallback: dict[str, Any] | None, model_name: str | None,
+    device: str | None, threads: int | None, classes: list[str], root: Path,
+) -> tuple[list[ArtifactResult], list[Artifact | None]]:
+    """Open every artifact (None where it cannot run here: its result row says why)."""
+    results: list[ArtifactResult] = []
+    runners: list[Artifact | None] = []
+    for path in artifacts:
+        try:
+            runner = open_artifact(path, fallback, model_name, device, threads)
+        except Unavailable as exc:
+            results.append(ArtifactResult(str(path), "tensorrt", error=f"unavailable: {exc}"))
+            runners.append(None)
+            continue
+        _check_classes(runner, classes, root)
+        results.append(ArtifactResult(runner.path, runner.kind, pre=runner.pre, note=runner.note))
+        runners.append(runner)
+    return results, runners
+
+
 def evaluate(
     artifacts: list[str | os.PathLike[str]],
     data: str | os.PathLike[str],
@@ -292,18 +312,7 @@ def evaluate(
     dataset = ImageFolder(root)
     classes = dataset.classes
 
-    results: list[ArtifactResult] = []
-    runners: list[Artifact | None] = []
-    for path in artifacts:
-        try:
-            runner = open_artifact(path, fallback, model_name, device, threads)
-        except Unavailable as exc:
-            results.append(ArtifactResult(str(path), "tensorrt", error=f"unavailable: {exc}"))
-            runners.append(None)
-            continue
-        _check_classes(runner, classes, root)
-        results.append(ArtifactResult(runner.path, runner.kind, pre=runner.pre, note=runner.note))
-        runners.append(runner)
+    results, runners = _open_all(artifacts, fallback, model_name, device, threads, classes, root)
 
     pres: list[Preprocessing] = []
     for r in runners:
