@@ -22,7 +22,6 @@ import numpy as np
 
 from acmix_deploy.errors import AcmixError, first_line
 from acmix_deploy.imaging import json_value
-from acmix_deploy.precision.verify import run_chunked
 from acmix_deploy.train.data import ImageFolder, Preprocessing, eval_transform, split_dir
 
 ON_CORRUPT = ("skip", "stop")
@@ -36,16 +35,22 @@ class Unavailable(Exception):
 
 
 @dataclass
-class Runner:
-    """One artifact ready to run: (N, 3, S, S) float32 -> (N, classes) logits."""
+class Artifact:
+    """One artifact opened through acmix_deploy.runners, with the preprocessing its file describes."""
 
     path: str
     kind: str
     pre: Preprocessing
-    run: Callable[[np.ndarray], np.ndarray]
+    runner: Any  # an activated acmix_deploy.runners.Runner
     num_classes: int | None = None
     classes: list[str] | None = None
     note: str = ""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3, S, S) float32 -> (N, classes) float32 logits, in batches the model takes."""
+        meta = next(iter(self.runner.input_metadata().values()))
+        outputs = self.runner.infer_chunked(x.astype(meta.dtype, copy=False), chunk=max(1, len(x)))
+        return np.asarray(outputs.get("logits", next(iter(outputs.values()))), dtype=np.float32)
 
 
 @dataclass
@@ -145,129 +150,93 @@ def preprocessing_from_metadata(
     return pre, " + ".join(sorted(sources))
 
 
-# -- runners ----------------------------------------------------------------------------------------
-def open_checkpoint(
-    path: str, model_name: str | None = None, device: str | None = None, threads: int | None = None
-) -> Runner:
+# -- opening artifacts through the runners -------------------------------------------------------
+def _open_checkpoint(path: str, model_name: str | None, device: str | None, threads: int | None) -> Artifact:
     import torch
 
     from acmix_deploy.registry import create_model
+    from acmix_deploy.runners import RunnerOptions, TorchRunner
 
     model = create_model(model_name, checkpoint=path)
     pre = Preprocessing.from_dict(model.card.preprocessing())
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(dev).eval()
-
-    @torch.no_grad()
-    def run(x: np.ndarray) -> np.ndarray:
-        before = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        try:
-            return model(torch.from_numpy(x).to(dev)).float().cpu().numpy()
-        finally:
-            torch.set_num_threads(before)
-
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    options = RunnerOptions(input_size=(pre.input_size, pre.input_size), threads=threads, device=dev)
+    runner = TorchRunner(model, "torch-eager", options).activate()
     classes = getattr(model, "classes", None)
-    return Runner(path, "pytorch", pre, run, num_classes=model.card.num_classes, classes=classes, note=str(dev))
+    return Artifact(path, "pytorch", pre, runner, num_classes=model.card.num_classes, classes=classes, note=str(dev))
 
 
-def _static(dim: Any) -> int | None:
-    return dim if isinstance(dim, int) and dim > 0 else None
+def _open_onnx(path: str, fallback: dict[str, Any] | None, threads: int | None) -> Artifact:
+    from acmix_deploy.runners import OnnxRuntimeRunner, RunnerOptions
 
-
-def open_onnx(path: str, fallback: dict[str, Any] | None = None, threads: int | None = None) -> Runner:
-    from acmix_deploy.ort import make_session
-
-    session = make_session(path, threads=threads)
-    meta = dict(session.get_modelmeta().custom_metadata_map)
-    inp = session.get_inputs()[0]
-    if len(inp.shape) != 4:
-        raise AcmixError(f"{path}: expected an image input (N, 3, H, W), the model takes {inp.shape}")
-    h, w = _static(inp.shape[2]), _static(inp.shape[3])
+    runner = OnnxRuntimeRunner(path, options=RunnerOptions(threads=threads)).activate()
+    meta = runner.metadata()
+    shape = next(iter(runner.input_metadata().values())).shape
+    if len(shape) != 4:
+        raise AcmixError(f"{path}: expected an image input (N, 3, H, W), the model takes {list(shape)}")
+    h, w = shape[2], shape[3]
     if h and w and h != w:
         raise AcmixError(f"{path}: only square inputs are supported, the graph takes {h}x{w}")
     pre, source = preprocessing_from_metadata(meta, fallback, h, path)
     if h and h != pre.input_size:
         raise AcmixError(f"{path}: the graph takes {h}x{w} images but its preprocessing says {pre.input_size} px")
-    outputs = session.get_outputs()
+    outputs = runner.session.get_outputs()
     out = next((o for o in outputs if o.name == "logits"), outputs[0])
-    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-    batch = _static(inp.shape[0])
     classes = json_value(meta["classes"]) if "classes" in meta else None
-
-    def run(x: np.ndarray) -> np.ndarray:
-        x = x.astype(dtype, copy=False)
-        if batch is None:
-            return np.asarray(session.run([out.name], {inp.name: x})[0], dtype=np.float32)
-        return _run_fixed_batch(lambda chunk: session.run([out.name], {inp.name: chunk})[0], x, batch)
-
-    num_classes = _static(out.shape[-1]) if len(out.shape) == 2 else None
-    return Runner(path, "onnx", pre, run, num_classes=num_classes,
-                  classes=classes if isinstance(classes, list) else None, note=f"preprocessing from {source}")
+    last = out.shape[-1] if len(out.shape) == 2 else None
+    return Artifact(path, "onnx", pre, runner, num_classes=last if isinstance(last, int) and last > 0 else None,
+                    classes=classes if isinstance(classes, list) else None, note=f"preprocessing from {source}")
 
 
-def _run_fixed_batch(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: int, min_batch: int | None = None) -> np.ndarray:
-    """Feed a model with batch limits: chunks of at most `batch`; a chunk smaller than `min_batch`
-    (default: `batch`, i.e. a static batch) is padded with copies of its last image."""
-    return run_chunked(fn, x, batch, batch if min_batch is None else min_batch)
+def _open_engine(path: str, fallback: dict[str, Any] | None) -> Artifact:
+    """A TensorRT engine (needs TensorRT and a GPU; else Unavailable). Batch limits come from the
+    sidecar, preprocessing from the ONNX file the engine was built from."""
+    from acmix_deploy.runners import BackendUnavailable, TensorRTRunner
 
-
-def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
-    """A TensorRT engine through the engine runner (needs TensorRT and a GPU; else Unavailable).
-    Batch limits come from the sidecar, preprocessing from the ONNX file the engine was built from."""
-    from acmix_deploy.trt.runner import EngineRunner
-
-    try:  # EngineRunner checks the sidecar and the engine's sha256 before TensorRT or a GPU
-        engine = EngineRunner(path)
+    try:  # the engine runner checks the sidecar and the engine's sha256 before TensorRT or a GPU
+        runner = TensorRTRunner(path, require_gpu_first=False).activate()
+    except BackendUnavailable as exc:
+        raise Unavailable(str(exc)) from None
     except Exception as exc:  # TensorRT and CUDA raise their own exception classes
         raise Unavailable(first_line(exc)) from None
-    lo, _, hi = engine.sidecar.batch_range
-    limits = (max(1, lo), hi if hi > 0 else 1 << 30)
     meta: dict[str, str] = {}
-    if engine.sidecar.onnx_path:  # moved or unreadable: the options (fallback) describe the preprocessing
+    if runner.sidecar.onnx_path:  # moved or unreadable: the options (fallback) describe the preprocessing
         from acmix_deploy.precision.modelio import load_model
 
         try:
-            proto = load_model(engine.sidecar.onnx_path, load_external_data=False)
+            proto = load_model(runner.sidecar.onnx_path, load_external_data=False)
             meta = {p.key: p.value for p in proto.metadata_props}
         except AcmixError:
             pass
     pre, source = preprocessing_from_metadata(meta, fallback, None, path)
-
-    def one(x: np.ndarray) -> np.ndarray:
-        return engine(np.ascontiguousarray(x, dtype=np.float32)).float().cpu().numpy()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return _run_fixed_batch(one, x, limits[1], limits[0])
-
     # the runner's warnings (another GPU or TensorRT version than the build's) go with the result
-    return Runner(path, "tensorrt", pre, run, note="; ".join([f"preprocessing from {source}", *engine.warnings]))
+    return Artifact(path, "tensorrt", pre, runner, note="; ".join([f"preprocessing from {source}", *runner.warnings]))
 
 
 def open_artifact(
     path: str | os.PathLike[str], fallback: dict[str, Any] | None = None, model_name: str | None = None,
     device: str | None = None,
     threads: int | None = None,
-) -> Runner:
+) -> Artifact:
+    """The artifact at `path` opened through the runner its suffix calls for."""
     from acmix_deploy.fileio import check_input_file
 
     path = str(path)
     check_input_file(path, "artifact")
     suffix = Path(path).suffix.lower()
     if suffix in CHECKPOINT_SUFFIXES:
-        return open_checkpoint(path, model_name, device, threads)
+        return _open_checkpoint(path, model_name, device, threads)
     if suffix == ".onnx":
-        return open_onnx(path, fallback, threads)
+        return _open_onnx(path, fallback, threads)
     if suffix in ENGINE_SUFFIXES:
-        return open_engine(path, fallback)
+        return _open_engine(path, fallback)
     raise AcmixError(
         f"{path}: unknown artifact type {suffix or '(no suffix)'}; expected "
         f"{', '.join(CHECKPOINT_SUFFIXES + ('.onnx',) + ENGINE_SUFFIXES)}"
     )
 
 
-def _check_classes(runner: Runner, classes: list[str], root: Path) -> None:
+def _check_classes(runner: Artifact, classes: list[str], root: Path) -> None:
     if runner.num_classes is not None and runner.num_classes != len(classes):
         raise AcmixError(
             f"{runner.path} predicts {runner.num_classes} classes but {root} has {len(classes)} class folders"
@@ -298,6 +267,26 @@ def _collate(items: list[tuple[Any, int, int, list[int]]]) -> tuple[list[np.ndar
     return arrays, np.asarray([it[1] for it in good], dtype=np.int64), bad
 
 
+def _open_all(
+    artifacts: list[str | os.PathLike[str]], fallback: dict[str, Any] | None, model_name: str | None,
+    device: str | None, threads: int | None, classes: list[str], root: Path,
+) -> tuple[list[ArtifactResult], list[Artifact | None]]:
+    """Open every artifact (None where it cannot run here: its result row says why)."""
+    results: list[ArtifactResult] = []
+    runners: list[Artifact | None] = []
+    for path in artifacts:
+        try:
+            runner = open_artifact(path, fallback, model_name, device, threads)
+        except Unavailable as exc:
+            results.append(ArtifactResult(str(path), "tensorrt", error=f"unavailable: {exc}"))
+            runners.append(None)
+            continue
+        _check_classes(runner, classes, root)
+        results.append(ArtifactResult(runner.path, runner.kind, pre=runner.pre, note=runner.note))
+        runners.append(runner)
+    return results, runners
+
+
 def evaluate(
     artifacts: list[str | os.PathLike[str]],
     data: str | os.PathLike[str],
@@ -323,18 +312,7 @@ def evaluate(
     dataset = ImageFolder(root)
     classes = dataset.classes
 
-    results: list[ArtifactResult] = []
-    runners: list[Runner | None] = []
-    for path in artifacts:
-        try:
-            runner = open_artifact(path, fallback, model_name, device, threads)
-        except Unavailable as exc:
-            results.append(ArtifactResult(str(path), "tensorrt", error=f"unavailable: {exc}"))
-            runners.append(None)
-            continue
-        _check_classes(runner, classes, root)
-        results.append(ArtifactResult(runner.path, runner.kind, pre=runner.pre, note=runner.note))
-        runners.append(runner)
+    results, runners = _open_all(artifacts, fallback, model_name, device, threads, classes, root)
 
     pres: list[Preprocessing] = []
     for r in runners:
@@ -371,6 +349,9 @@ def evaluate(
         done += len(labels) + len(bad)
         if progress is not None:
             progress(done, len(dataset))
+    for runner in runners:
+        if runner is not None:
+            runner.runner.deactivate()
     for i, r in enumerate(results):
         if r.available:
             r.top1_pred = np.concatenate(preds[i]) if preds[i] else np.zeros(0, np.int64)

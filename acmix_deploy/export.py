@@ -292,16 +292,10 @@ def reference_outputs(model, images: np.ndarray, features: bool) -> dict[str, np
 
 def onnx_outputs(model_bytes: bytes, images: np.ndarray, batch: int | None, threads: int | None = None) -> dict[str, np.ndarray]:
     """Run the ONNX model over `images` in chunks of its fixed batch (all at once when dynamic)."""
-    from acmix_deploy.ort import make_session, run
-    from acmix_deploy.precision.verify import padded_chunks
+    from acmix_deploy.runners import OnnxRuntimeRunner, RunnerOptions
 
-    session = make_session(model_bytes, threads=threads)
-    step = batch or len(images)
-    chunks: dict[str, list[np.ndarray]] = {}
-    for part, _ in padded_chunks(images, step, step):  # the last chunk of a fixed-batch model is padded
-        for name, value in run(session, {INPUT_NAME: part}).items():
-            chunks.setdefault(name, []).append(value)
-    return {k: np.concatenate(v)[: len(images)] for k, v in chunks.items()}
+    with OnnxRuntimeRunner(model_bytes, options=RunnerOptions(threads=threads)) as runner:
+        return runner.infer_chunked(images, chunk=batch or len(images))
 
 
 def verify_model(reference_model, model_bytes: bytes, card, img_size: int, batch: int | None, features: bool,
@@ -430,6 +424,95 @@ def _check_before_work(
         ws.check_manifest(workspace)  # a corrupt manifest fails now, not after the export
 
 
+def _check_arguments(batch: int, dynamic_batch: bool, shift: str, optimize: bool) -> None:
+    from acmix_deploy.nn.shift import SHIFT_MODES
+
+    if batch < 1:
+        raise AcmixError(f"--batch must be >= 1, got {batch}")
+    if dynamic_batch and batch != 1:
+        raise AcmixError("give either --batch N or --dynamic-batch, not both")
+    if shift not in SHIFT_MODES:
+        raise AcmixError(f"unknown shift mode {shift!r}; choose one of {', '.join(SHIFT_MODES)}")
+    if optimize:
+        require_graphsurgeon()
+
+
+def _build_request(model_name: str | None, loaded: Any, img_size: int | None, batch: int, shift: str,
+                   overrides: dict[str, Any] | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(model name, the create_model overrides as given, what to build with): the checkpoint's
+    metadata fills what the caller left out; an unknown name fails here, before any work."""
+    from acmix_deploy.registry import build_defaults, get_card
+
+    model_name, overrides = build_defaults(loaded.meta if loaded is not None else None, model_name,
+                                           dict(overrides or {}))
+    if model_name is None:
+        raise AcmixError("give --model NAME (the checkpoint does not say which model it holds)")
+    card = get_card(model_name)
+    requested = img_size if img_size is not None else overrides.get("img_size")
+    if img_size is None:
+        validate.img_size(requested, "img_size override", batch)
+    build = dict(overrides)
+    if requested is not None:
+        build["img_size"] = int(requested)  # else: the checkpoint's training size, else the card's
+    if card.is_acmix:
+        build["shift"] = shift
+    return model_name, overrides, build
+
+
+def _destination(output: Any, workspace: Any, checkpoint: Any, model_name: str, filename: str) -> Path:
+    if output is not None:
+        return Path(output)  # checked in _check_before_work
+    dest = ws.default_path(model_name, filename, workspace)
+    _probe_writable(dest)
+    check_collisions({"--checkpoint": checkpoint}, {"output": dest})
+    return dest
+
+
+def _export_bytes(deployed: Any, model_name: str, spec: dict[str, Any],
+                  meta: dict[str, str], log: Callable[[str], None], notes: list[str]) -> bytes:
+    """The serialized ONNX model: export, the opset check, the graph passes, the full checker."""
+    size, batch, dynamic, features, opset = (spec[k] for k in ("size", "batch", "dynamic_batch", "features", "opset"))
+    log(f"exporting {model_name} at {size}x{size} (opset {opset}, "
+        f"{'dynamic batch' if dynamic else f'batch {batch}'}{', features' if features else ''})")
+    proto = to_onnx_proto(deployed, size, batch, dynamic, opset, features, meta, graph_name=model_name)
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        raise AcmixError(f"the exporter cannot write opset {opset} (it wrote {written}); nothing written")
+    if spec["optimize"]:
+        proto = _run_passes(proto, log, notes)
+    _check(proto)
+    return proto.SerializeToString()
+
+
+def _verify(result: ExportResult, reference: Any, data: bytes, card: Any, log: Callable[[str], None]) -> None:
+    """Parity against the PyTorch reference in ONNX Runtime; ParityError (nothing written) on failure."""
+    log("verifying against the PyTorch reference model in ONNX Runtime")
+    results = verify_model(reference, data, card, result.img_size, result.batch, result.features)
+    result.parity_results = list(results)
+    result.parity = [r.line() for r in results]
+    for line in result.parity:
+        log(line)
+    if not all(r.passed for r in results):
+        failed = "; ".join(r.line() for r in results if not r.passed)
+        raise ParityError(f"ONNX output differs from the PyTorch reference, nothing written: {failed}")
+
+
+def _record(result: ExportResult, spec: dict[str, Any], checkpoint: Any, checkpoint_sha: str | None,
+            overrides: dict[str, Any], deploy_options: dict[str, Any] | None, workspace: Any) -> None:
+    """The workspace's recording rule: outputs inside the workspace are recorded."""
+    if not ws.is_inside(result.path, workspace):
+        return
+    ws.record(ws.ONNX, result.model_name, result.path, meta={
+        "img_size": result.img_size, "batch": result.batch, "dynamic_batch": spec["dynamic_batch"],
+        "features": result.features, "opset": spec["opset"], "shift": spec["shift"],
+        "optimized": spec["optimize"], "verified": spec["verify"], "checkpoint_sha256": checkpoint_sha,
+        "overrides": dict(overrides), "sha256": result.sha256,
+        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
+        "deploy_options": dict(deploy_options or {}),
+    }, workspace=workspace)
+    result.recorded = True
+
+
 def export_onnx(
     model_name: str | None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -454,98 +537,43 @@ def export_onnx(
     window, ...); `deploy_options` go to switch_to_deploy (conv_form, attn_block, attn_mode).
     Raises AcmixError for bad input and ParityError (nothing written) when verification fails.
     """
-    from acmix_deploy.nn.shift import SHIFT_MODES
-    from acmix_deploy.registry import build_defaults, get_card
-
     log = log or (lambda _msg: None)
     t0 = time.perf_counter()
-    if batch < 1:
-        raise AcmixError(f"--batch must be >= 1, got {batch}")
-    if dynamic_batch and batch != 1:
-        raise AcmixError("give either --batch N or --dynamic-batch, not both")
-    if shift not in SHIFT_MODES:
-        raise AcmixError(f"unknown shift mode {shift!r}; choose one of {', '.join(SHIFT_MODES)}")
-    if optimize:
-        require_graphsurgeon()
+    _check_arguments(batch, dynamic_batch, shift, optimize)
     _check_before_work(opset, img_size, batch, checkpoint, output, workspace)
     loaded = None
     if checkpoint is not None:
         from acmix_deploy.checkpoint import read_checkpoint
 
         loaded = read_checkpoint(checkpoint)  # loaded once: the reference model is built from these tensors
-    meta = loaded.meta if loaded is not None else None
-    model_name, overrides = build_defaults(meta, model_name, dict(overrides or {}))
-    if model_name is None:
-        raise AcmixError("give --model NAME (the checkpoint does not say which model it holds)")
-    card = get_card(model_name)  # unknown names fail here, before any work
-    requested = img_size if img_size is not None else overrides.get("img_size")
-    if img_size is None:
-        validate.img_size(requested, "img_size override", batch)
-
-    build = dict(overrides)
-    if requested is not None:
-        build["img_size"] = int(requested)  # else: the checkpoint's training size, else the card's
-    if card.is_acmix:
-        build["shift"] = shift
+    model_name, overrides, build = _build_request(model_name, loaded, img_size, batch, shift, overrides)
     reference, deployed, settled = reference_and_deploy(model_name, loaded, build, deploy_options)
     card = reference.card
     size = int(card.input_size)
-    dest = Path(output) if output is not None else ws.default_path(
-        model_name, default_filename(model_name, size, batch, dynamic_batch, features), workspace
-    )
-    if output is None:
-        _probe_writable(dest)
-        check_collisions({"--checkpoint": checkpoint}, {"output": dest})
+    dest = _destination(output, workspace, checkpoint, model_name,
+                        default_filename(model_name, size, batch, dynamic_batch, features))
     notes: list[str] = []
     checkpoint_sha = sha256_file(checkpoint) if checkpoint is not None else None
     if settled:
         notes.append("no checkpoint: random weights, BatchNorm statistics settled on seeded images")
         log(notes[-1])
-    extra: dict[str, Any] = {
-        "outputs": list(FEATURE_NAMES) if features else [LOGITS_NAME],
-        "shift": shift if card.is_acmix else None,
-    }
+    extra: dict[str, Any] = {"outputs": list(FEATURE_NAMES) if features else [LOGITS_NAME],
+                             "shift": shift if card.is_acmix else None}
     if getattr(reference, "classes", None):
         extra["classes"] = list(reference.classes)
     meta = _metadata(card, size, checkpoint_sha, extra)
-    log(f"exporting {model_name} at {size}x{size} (opset {opset}, "
-        f"{'dynamic batch' if dynamic_batch else f'batch {batch}'}{', features' if features else ''})")
-    proto = to_onnx_proto(deployed, size, batch, dynamic_batch, opset, features, meta, graph_name=model_name)
-    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    if written != opset:
-        raise AcmixError(f"the exporter cannot write opset {opset} (it wrote {written}); nothing written")
-    if optimize:
-        proto = _run_passes(proto, log, notes)
-    _check(proto)
-    data = proto.SerializeToString()
-    del proto
-
+    spec = {"size": size, "batch": batch, "dynamic_batch": dynamic_batch, "features": features, "opset": opset,
+            "optimize": optimize, "verify": bool(verify), "shift": shift}
+    data = _export_bytes(deployed, model_name, spec, meta, log, notes)
     result = ExportResult(
         path=dest, model_name=model_name, img_size=size, batch=None if dynamic_batch else batch,
         features=features, output_names=list(FEATURE_NAMES) if features else [LOGITS_NAME],
         optimized=optimize, notes=notes, bytes=len(data),
     )
     if verify:
-        log("verifying against the PyTorch reference model in ONNX Runtime")
-        results = verify_model(reference, data, card, size, result.batch, features)
-        result.parity_results = list(results)
-        result.parity = [r.line() for r in results]
-        for line in result.parity:
-            log(line)
-        if not all(r.passed for r in results):
-            failed = "; ".join(r.line() for r in results if not r.passed)
-            raise ParityError(f"ONNX output differs from the PyTorch reference, nothing written: {failed}")
+        _verify(result, reference, data, card, log)
     write_bytes_atomic(dest, data)
     result.sha256 = hashlib.sha256(data).hexdigest()
-    if ws.is_inside(dest, workspace):  # the recording rule: outputs inside the workspace are recorded
-        ws.record(ws.ONNX, model_name, dest, meta={
-            "img_size": size, "batch": result.batch, "dynamic_batch": dynamic_batch, "features": features,
-            "opset": opset, "shift": shift, "optimized": optimize, "verified": bool(verify),
-            "checkpoint_sha256": checkpoint_sha, "overrides": dict(overrides), "sha256": result.sha256,
-            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
-            "deploy_options": dict(deploy_options or {}),
-        }, workspace=workspace)
-        result.recorded = True
+    _record(result, spec, checkpoint, checkpoint_sha, overrides, deploy_options, workspace)
     result.seconds = time.perf_counter() - t0
     return result
-

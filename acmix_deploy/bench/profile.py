@@ -180,17 +180,19 @@ def attribute(times_ms: dict[str, float], ops: dict[str, str], graph: GraphIndex
 def profile_onnxruntime(
     onnx_path: Path, batch: int, input_size: tuple[int, int], warmup: int, iterations: int, threads: int
 ) -> ProfileResult:
-    from acmix_deploy.ort import make_session, run
+    from acmix_deploy.runners import OnnxRuntimeRunner
 
     with tempfile.TemporaryDirectory(prefix="acmix-profile-") as tmp:
         # spinning on: nothing else runs beside it. The session saves the graph it runs: generated node
         # names ("ReorderOutput_token_57") differ between two sessions, so only its own copy traces them.
         optimized = Path(tmp) / "optimized.onnx"
-        sess = make_session(onnx_path, threads=threads, profile_prefix=str(Path(tmp) / "ort"), save_optimized=optimized)
+        runner = OnnxRuntimeRunner(onnx_path, options=RunnerOptions(threads=threads),
+                                   profile_prefix=str(Path(tmp) / "ort"), save_optimized=optimized).activate()
         x = make_images(batch, input_size)
         for _ in range(warmup + iterations):
-            run(sess, x)
-        trace = sess.end_profiling()
+            runner.infer(x)
+        trace = runner.session.end_profiling()
+        runner.deactivate()
         events = json.loads(Path(trace).read_text())
         graph = GraphIndex.from_onnx(onnx_path, optimized if optimized.exists() else None)
     times, ops, run_ms = parse_ort_trace(events, skip_runs=warmup)
@@ -219,9 +221,9 @@ def profile_tensorrt(
     source: ModelSource, batch: int, input_size: tuple[int, int], warmup: int, iterations: int
 ) -> ProfileResult:
     """Per-layer times from TensorRT's IProfiler; BackendUnavailable where it cannot be attached."""
-    from acmix_deploy.runners import TensorRTRunner
+    from acmix_deploy.runners import create_runner
 
-    runner = TensorRTRunner("tensorrt", source, RunnerOptions(input_size=input_size))
+    runner = create_runner("tensorrt", source, RunnerOptions(input_size=input_size))
     try:
         ctx, trt = runner.context, runner.trt
 
@@ -292,7 +294,7 @@ def profile(
                 if backend == "onnxruntime":
                     if source.onnx_path is None and source.onnx_factory is None:
                         raise BackendUnavailable("onnxruntime needs an ONNX model (--model or --onnx)")
-                    from acmix_deploy.ort import import_onnxruntime
+                    from acmix_deploy.runners.ort import import_onnxruntime
 
                     try:
                         import_onnxruntime()

@@ -324,6 +324,96 @@ def _sources(
     return source, base_source, inputs
 
 
+def _config(model, onnx, engine, source, found: bool, base_source, backend_list: list[str], batches, img_size,
+            warmup_s, warmup_iterations, duration_s, iterations, n_threads: int, baseline, shift, cuda_graph: bool,
+            include_transfers: bool, memory: bool, dev: str) -> BenchConfig:
+    """What was asked, resolved (the files used, the default durations, the device): the report's header."""
+    return BenchConfig(
+        model=model,
+        onnx=str(onnx) if onnx is not None else (str(source.onnx_path) if found and source.onnx_path else None),
+        engine=str(engine) if engine is not None else (str(source.engine_path) if found and source.engine_path else None),
+        backends=backend_list,
+        batches=tuple(dict.fromkeys(int(b) for b in batches)),
+        img_size=img_size,
+        warmup_s=None if warmup_iterations is not None else (warmup_s if warmup_s is not None else 2.0),
+        warmup_iterations=warmup_iterations,
+        duration_s=None if iterations is not None else (duration_s or default_duration_s()),
+        iterations=iterations,
+        threads=n_threads,
+        baseline=baseline or (base_source.label if base_source is not None else None),
+        shift=shift,
+        cuda_graph=cuda_graph,
+        include_transfers=include_transfers,
+        memory=memory,
+        device=dev,
+    )
+
+
+def _budgets(config: BenchConfig) -> tuple[Budget, Budget]:
+    """(warm-up, measurement) budgets: iteration counts where given, else seconds."""
+    if config.warmup_iterations is not None:
+        warm = Budget(iterations=config.warmup_iterations)
+    else:
+        warm = Budget(seconds=config.warmup_s, min_iterations=1)
+    if config.iterations is not None:
+        return warm, Budget(iterations=config.iterations)
+    return warm, Budget(seconds=config.duration_s, min_iterations=5)
+
+
+def _option_notes(config: BenchConfig, interleaved: bool) -> list[str]:
+    """What the options mean on this machine (interleaving, GPU-only flags without a GPU)."""
+    notes = []
+    if interleaved:
+        notes.append(
+            "model and baseline timed interleaved in one process (order alternating each round), "
+            f"ONNX Runtime spinning off, {config.threads} threads"
+        )
+    if config.cuda_graph and config.device != "cuda":
+        notes.append("--cuda-graph has no effect without a CUDA device")
+    elif config.cuda_graph and "tensorrt" in config.backends:
+        notes.append("--cuda-graph: the tensorrt backend enqueues the engine directly (no graph replay)")
+    if config.include_transfers and config.device != "cuda":
+        notes.append("--include-transfers only changes GPU backends (CPU backends have no copies to time)")
+    return notes
+
+
+def _time_all(config: BenchConfig, sources: dict[str, ModelSource], spinning: bool,
+              say: Callable[[str], None], notes: list[str]) -> list[BenchRow]:
+    """Every row: each backend's runners timed over the batches, then memory; lazily exported ONNX
+    files live in a temporary folder for the run."""
+    warm, meas = _budgets(config)
+    rows: list[BenchRow] = []
+    with tempfile.TemporaryDirectory(prefix="acmix-bench-") as tmp:
+        base_opts = RunnerOptions(threads=config.threads, device=config.device, spinning=spinning,
+                                  cuda_graph=config.cuda_graph, include_transfers=config.include_transfers,
+                                  workdir=tmp)
+        opts_by_role = {
+            role: replace(base_opts, input_size=src.input_size or (DEFAULT_IMG_SIZE,) * 2) for role, src in sources.items()
+        }
+        for backend in config.backends:
+            rows += _bench_backend(backend, sources, opts_by_role, config.batches, warm, meas, say, notes)
+        if config.memory:
+            _measure_memory(rows, sources, opts_by_role, say)
+    rows.sort(key=lambda r: (config.backends.index(r.backend), r.batch, 0 if r.role == "model" else 1))
+    return rows
+
+
+def _closing_notes(result: BenchResult) -> None:
+    """Warnings that need the timings: torch's spinning OpenMP threads, noisy rows."""
+    torch_timed = any(r.ok and r.backend.startswith("torch") for r in result.rows)
+    if torch_timed and result.config.device == "cpu" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        result.notes.append(
+            "torch on CPU: idle OpenMP threads spin (OMP_WAIT_POLICY is not PASSIVE); on a shared or loaded "
+            "machine start with OMP_WAIT_POLICY=PASSIVE for stable torch timings"
+        )
+    for row in result.noisy_rows():
+        result.notes.append(
+            f"noisy: {row.model} on {row.backend} at batch {row.batch} has CV {row.stats.cv:.1%} "
+            f"(> {CV_WARN:.0%}); run longer (--duration-s), on a quieter machine, or with fewer --threads "
+            "than idle cores"
+        )
+
+
 def bench(
     model: str | None = None,
     onnx: str | Path | None = None,
@@ -356,89 +446,25 @@ def bench(
     source, base_source, inputs = _sources(model, onnx, engine, img_size, shift, baseline, resolver, workspace, say)
     for line in inputs:
         say(line)
-    notes: list[str] = list(inputs)
-    found = bool(inputs)
     backend_list = _backends(backends, source)
     dev = ("cuda" if cuda_available() else "cpu") if device == "auto" else device
-    n_threads = threads or usable_cpus()
     interleaved = base_source is not None
-    spinning = not interleaved
-    config = BenchConfig(
-        model=model,
-        onnx=str(onnx) if onnx is not None else (str(source.onnx_path) if found and source.onnx_path else None),
-        engine=str(engine) if engine is not None else (str(source.engine_path) if found and source.engine_path else None),
-        backends=backend_list,
-        batches=tuple(dict.fromkeys(int(b) for b in batches)),
-        img_size=img_size,
-        warmup_s=None if warmup_iterations is not None else (warmup_s if warmup_s is not None else 2.0),
-        warmup_iterations=warmup_iterations,
-        duration_s=None if iterations is not None else (duration_s or default_duration_s()),
-        iterations=iterations,
-        threads=n_threads,
-        baseline=baseline or (base_source.label if base_source is not None else None),
-        shift=shift,
-        cuda_graph=cuda_graph,
-        include_transfers=include_transfers,
-        memory=memory,
-        device=dev,
-    )
-    warm = (
-        Budget(iterations=warmup_iterations)
-        if warmup_iterations is not None
-        else Budget(seconds=config.warmup_s, min_iterations=1)
-    )
-    meas = Budget(iterations=iterations) if iterations is not None else Budget(seconds=config.duration_s, min_iterations=5)
+    config = _config(model, onnx, engine, source, bool(inputs), base_source, backend_list, batches, img_size,
+                     warmup_s, warmup_iterations, duration_s, iterations, threads or usable_cpus(), baseline, shift,
+                     cuda_graph, include_transfers, memory, dev)
     sources = {"model": source, **({"baseline": base_source} if base_source else {})}
-    if interleaved:
-        notes.append(
-            "model and baseline timed interleaved in one process (order alternating each round), "
-            f"ONNX Runtime spinning off, {n_threads} threads"
-        )
-    if cuda_graph and dev != "cuda":
-        notes.append("--cuda-graph has no effect without a CUDA device")
-    elif cuda_graph and "tensorrt" in backend_list:
-        notes.append("--cuda-graph: the tensorrt backend enqueues the engine directly (no graph replay)")
-    if include_transfers and dev != "cuda":
-        notes.append("--include-transfers only changes GPU backends (CPU backends have no copies to time)")
-    rows: list[BenchRow] = []
-    with tempfile.TemporaryDirectory(prefix="acmix-bench-") as tmp:
-        base_opts = RunnerOptions(
-            threads=n_threads,
-            device=dev,
-            spinning=spinning,
-            cuda_graph=cuda_graph,
-            include_transfers=include_transfers,
-            workdir=tmp,
-        )
-        opts_by_role = {
-            role: replace(base_opts, input_size=src.input_size or (DEFAULT_IMG_SIZE,) * 2) for role, src in sources.items()
-        }
-        for backend in backend_list:
-            rows += _bench_backend(backend, sources, opts_by_role, config.batches, warm, meas, say, notes)
-        if memory:
-            _measure_memory(rows, sources, opts_by_role, say)
-    rows.sort(key=lambda r: (backend_list.index(r.backend), r.batch, 0 if r.role == "model" else 1))
-    torch_timed = any(r.ok and r.backend.startswith("torch") for r in rows)
-    if torch_timed and dev == "cpu" and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
-        notes.append(
-            "torch on CPU: idle OpenMP threads spin (OMP_WAIT_POLICY is not PASSIVE); on a shared or loaded "
-            "machine start with OMP_WAIT_POLICY=PASSIVE for stable torch timings"
-        )
+    notes = list(inputs) + _option_notes(config, interleaved)
+    rows = _time_all(config, sources, not interleaved, say, notes)
     result = BenchResult(
         config=config,
         rows=rows,
         models={role: src.describe() for role, src in sources.items()},
         machine=machine_info(),
         interleaved=interleaved,
-        ort_spinning=spinning,
+        ort_spinning=not interleaved,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         notes=notes,
         inputs=list(inputs),
     )
-    for row in result.noisy_rows():
-        result.notes.append(
-            f"noisy: {row.model} on {row.backend} at batch {row.batch} has CV {row.stats.cv:.1%} "
-            f"(> {CV_WARN:.0%}); run longer (--duration-s), on a quieter machine, or with fewer --threads "
-            "than idle cores"
-        )
+    _closing_notes(result)
     return result

@@ -88,20 +88,23 @@ def provider_missing(provider: str) -> str | None:
 
 def _ort_run(path: Path, provider: str, images: np.ndarray) -> tuple[np.ndarray, float]:
     """(first output, ms of a second run) of an ONNX Runtime session on `provider` only."""
-    from acmix_deploy.ort import make_session
+    from acmix_deploy.runners import BackendUnavailable, OnnxRuntimeRunner
+    from acmix_deploy.runners.ort import PROVIDERS as BY_BACKEND
 
     missing = provider_missing(provider)
     if missing:
         raise NotAvailable(missing)
-    providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
-    session = make_session(path, providers=providers)
-    if session.get_providers()[0] != provider:
-        raise NotAvailable(f"{provider} failed to initialise (onnxruntime fell back to the CPU)")
-    name = session.get_inputs()[0].name
-    session.run(None, {name: images})
+    backend = next(b for b, p in BY_BACKEND.items() if p == provider)
+    try:
+        runner = OnnxRuntimeRunner(path, backend).activate()
+    except BackendUnavailable as exc:  # the provider failed to initialise: ORT fell back to the CPU
+        raise NotAvailable(str(exc)) from None
+    runner.infer(images)
     t0 = time.perf_counter()
-    out = session.run(None, {name: images})[0]
-    return np.asarray(out, np.float32), (time.perf_counter() - t0) * 1e3
+    out = next(iter(runner.infer(images).values()))
+    ms = (time.perf_counter() - t0) * 1e3
+    runner.deactivate()
+    return np.asarray(out, np.float32), ms
 
 
 def onnxruntime(ctx: Context, spec: ModelSpec, backend: str, precision: str) -> Outcome:

@@ -27,7 +27,8 @@ from acmix_deploy import workspace as ws
 from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
 from acmix_deploy.errors import AcmixError, ParityError, first_line
 from acmix_deploy.fileio import write_bytes_atomic
-from acmix_deploy.ort import import_onnxruntime, make_session, run
+from acmix_deploy.runners import OnnxRuntimeRunner, RunnerOptions
+from acmix_deploy.runners.ort import quiet_onnxruntime
 from acmix_deploy.passes import PASSES, resolve_passes
 
 TWO_GB = 2**31 - 1
@@ -213,15 +214,11 @@ def make_inputs(
     return feeds
 
 
-def _quiet_ort() -> None:
-    """ORT's graph optimizers log warnings through the default logger, not the session's."""
-    import_onnxruntime().set_default_logger_severity(3)
-
-
 def run_model(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs with ONNX Runtime's own graph rewrites off, so the gate checks our graph."""
-    _quiet_ort()
-    return run(make_session(model_bytes, optimization="disable"), feeds)
+    quiet_onnxruntime()
+    with OnnxRuntimeRunner(model_bytes, optimization="disable") as runner:
+        return runner.infer(feeds)
 
 
 def _tol(ref: np.ndarray) -> float:
@@ -285,10 +282,13 @@ def measure_latency(
     section 4). `runs` is raised to MIN_LATENCY_RUNS; `ratio` is the median over rounds of
     after / before."""
     runs = max(runs, MIN_LATENCY_RUNS)
-    _quiet_ort()
-    sessions = [make_session(m, threads=threads, spinning=False) for m in (before, after)]
-    items = [Timed(functools.partial(s.run, [o.name for o in s.get_outputs()], feeds)) for s in sessions]
+    quiet_onnxruntime()
+    options = RunnerOptions(threads=threads, spinning=False)
+    runners = [OnnxRuntimeRunner(m, options=options).activate() for m in (before, after)]
+    items = [Timed(functools.partial(r.session.run, r.output_names, feeds)) for r in runners]
     tb, ta = time_interleaved(items, warmup=Budget(iterations=warmup), measure=Budget(iterations=runs))
+    for r in runners:
+        r.deactivate()
     return LatencyResult(
         before_ms=float(np.median(tb)),
         after_ms=float(np.median(ta)),

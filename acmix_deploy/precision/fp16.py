@@ -36,7 +36,9 @@ from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.precision import calib, typefix
 from acmix_deploy.precision.modelio import load_source, write_verified
-from acmix_deploy.precision.verify import PrecisionReport, compare_models, padded_chunks, static_batch, summarize
+from acmix_deploy.parity import ParityResult, judge
+from acmix_deploy.precision.verify import compare_models
+from acmix_deploy.runners import OnnxRuntimeRunner, padded_chunks
 
 FP16_MAX = 65504.0
 FP16_MIN_SUBNORMAL = 2.0**-24
@@ -82,7 +84,7 @@ class Fp16Plan:
 class Fp16Result:
     path: Path | None
     model: str
-    report: PrecisionReport
+    report: ParityResult
     plan: Fp16Plan
     blocked_nodes: int
     total_nodes: int
@@ -206,25 +208,22 @@ def _float_value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]
 
 def activation_absmax(model: onnx.ModelProto, inputs: np.ndarray) -> dict[str, float]:
     """max |x| of every fp32 intermediate tensor over `inputs` (ONNX Runtime, graph outputs added)."""
-    from acmix_deploy.ort import make_session
-
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     existing = {o.name for o in probe.graph.output}
     infos = _float_value_infos(model)
     names = [n for node in probe.graph.node for n in node.output if n in infos and n not in existing]
     probe.graph.output.extend(infos[n] for n in names)
-    names = [o.name for o in probe.graph.output]
-    session = make_session(probe.SerializeToString(), optimization="disable")
     absmax: dict[str, float] = {}
-    in_name = session.get_inputs()[0].name
-    fixed = static_batch(session)
-    for part, _ in padded_chunks(inputs, fixed or 4, fixed):
-        for name, value in zip(names, session.run(names, {in_name: np.ascontiguousarray(part)})):
-            arr = np.asarray(value)
-            if arr.size and arr.dtype.kind == "f":
-                peak = float(np.max(np.abs(arr[np.isfinite(arr)]))) if np.isfinite(arr).any() else 0.0
-                absmax[name] = max(absmax.get(name, 0.0), peak)
+    with OnnxRuntimeRunner(probe.SerializeToString(), optimization="disable") as runner:
+        lo, hi = runner.batch_limits()
+        fixed = hi if lo == hi else None
+        for part, _ in padded_chunks(inputs, fixed or 4, fixed):
+            for name, value in runner.infer(np.ascontiguousarray(part)).items():
+                arr = np.asarray(value)
+                if arr.size and arr.dtype.kind == "f":
+                    peak = float(np.max(np.abs(arr[np.isfinite(arr)]))) if np.isfinite(arr).any() else 0.0
+                    absmax[name] = max(absmax.get(name, 0.0), peak)
     return absmax
 
 
@@ -463,7 +462,7 @@ def convert_fp16(
     fp16_model = to_fp16(src, plan)
     log(f"verifying against fp32 on {len(inputs.holdout)} held-out inputs")
     ref, cand = compare_models(src.SerializeToString(), fp16_model.SerializeToString(), inputs.holdout)
-    report = summarize(ref, cand, "fp16 vs fp32", f"cosine >= {min_cosine:g}", lambda r: r.cosine >= min_cosine)
+    report = judge(ref, cand, "fp16 vs fp32", f"cosine >= {min_cosine:g}", lambda r: r.cosine >= min_cosine)
     blocked = sum(1 for n in src.graph.node if n.op_type in set(plan.op_block_list) or n.name in plan.node_block)
     result = Fp16Result(None, name, report, plan, blocked, len(src.graph.node))
     result.path = write_verified(

@@ -48,7 +48,8 @@ from acmix_deploy.precision import calib
 from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Split
 from acmix_deploy.precision.fp16 import _Index, _is_constant, output_producers, plan_fp16, to_fp16
 from acmix_deploy.precision.modelio import load_source, write_verified
-from acmix_deploy.precision.verify import PrecisionReport, compare_models, summarize
+from acmix_deploy.parity import ParityResult, judge
+from acmix_deploy.precision.verify import compare_models
 
 QUANT_OPS = ("Conv", "MatMul", "Gemm")
 SPLITS = tuple(s.value for s in Split)
@@ -66,7 +67,7 @@ class Int8Plan:
 class Int8Result:
     path: Path | None
     model: str
-    report: PrecisionReport
+    report: ParityResult
     plan: Int8Plan
     method: str
     split: str
@@ -366,7 +367,7 @@ def quantize_int8(
     log(f"verifying against fp32 on {len(inputs.holdout)} held-out inputs")
     ref, cand = compare_models(src.SerializeToString(), q.SerializeToString(), inputs.holdout)
     meaningful = total is not None
-    report = summarize(
+    report = judge(
         ref,
         cand,
         "int8 vs fp32",

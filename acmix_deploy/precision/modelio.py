@@ -15,7 +15,7 @@ from acmix_deploy.errors import AcmixError, ParityError, first_line
 from acmix_deploy.fileio import write_bytes_atomic
 
 if TYPE_CHECKING:
-    from acmix_deploy.precision.verify import PrecisionReport
+    from acmix_deploy.parity import ParityResult
 
 # ONNX metadata_props keys that may carry the registry model name (export writes one of them)
 _NAME_KEYS = ("model_name", "model", "name")
@@ -114,7 +114,7 @@ def set_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
 
 def write_verified(
     model: onnx.ModelProto,
-    report: PrecisionReport,
+    report: ParityResult,
     *,
     source: str | os.PathLike[str],
     output: str | os.PathLike[str] | None,

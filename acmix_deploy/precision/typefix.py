@@ -146,13 +146,13 @@ def reconcile(model: onnx.ModelProto, fp32_nodes: set[str]) -> tuple[onnx.ModelP
 
 def validate(model: onnx.ModelProto, what: str) -> None:
     """Checker with strict shape inference, then an ONNX Runtime load: one-line AcmixError if either fails."""
-    from acmix_deploy.ort import make_session
+    from acmix_deploy.runners import OnnxRuntimeRunner
 
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise AcmixError(f"{what} produced an invalid graph: {first_line(exc)}") from None
     try:
-        make_session(model.SerializeToString(), optimization="disable")
+        OnnxRuntimeRunner(model.SerializeToString(), optimization="disable").activate().deactivate()
     except AcmixError as exc:
         raise AcmixError(f"{what} produced a graph {exc}") from None

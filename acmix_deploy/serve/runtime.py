@@ -23,41 +23,27 @@ def _checkpoint_model(path: str) -> Any:
     return create_model(None, checkpoint=path)
 
 
-def _to_numpy(out: Any) -> np.ndarray:
-    """First output of any runner as a host numpy array."""
-    if isinstance(out, dict):
-        out = next(iter(out.values()))
-    if isinstance(out, (list, tuple)):
-        out = out[0]
-    if hasattr(out, "detach"):
-        out = out.detach().float().cpu().numpy() if out.dtype.is_floating_point else out.detach().cpu().numpy()
-    return np.asarray(out)
-
-
 def open_runner(artifact: str, backend: str, input_size: int, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function (N, 3, S, S) array -> (N, classes) array over the runner `backend` for `artifact`."""
-    from acmix_deploy.bench.sources import ModelSource
-    from acmix_deploy.runners import RunnerOptions, create_runner
+    """A function (N, 3, S, S) array -> (N, classes) array over the runner `backend` for `artifact`.
+
+    One call per Triton model instance: each instance gets its own runner, which is what a runner
+    that is not thread-safe (a TensorRT execution context) needs."""
+    from acmix_deploy.runners import OnnxRuntimeRunner, Runner, RunnerOptions, TensorRTRunner, TorchRunner, make_images
 
     path = Path(artifact)
-    source = ModelSource(label=path.name, input_size=(input_size, input_size))
-    if backend == "tensorrt":
-        source.engine_path = path
-    elif backend.startswith("onnxruntime"):
-        source.onnx_path = path
-    else:
-        source.torch_factory = functools.partial(_checkpoint_model, str(path))
     device = "cuda" if backend in ("onnxruntime-cuda", "tensorrt") else "cpu"
-    options = RunnerOptions(input_size=(input_size, input_size), threads=threads, device=device, include_transfers=True)
-    runner = create_runner(backend, source, options)
-    runner.prepare(1)
-    torch_input = backend in ("tensorrt", "torch-deploy")
+    options = RunnerOptions(input_size=(input_size, input_size), threads=threads, device=device)
+    runner: Runner
+    if backend == "tensorrt":
+        runner = TensorRTRunner(path, backend, options)
+    elif backend.startswith("onnxruntime"):
+        runner = OnnxRuntimeRunner(path, backend, options)
+    else:
+        runner = TorchRunner(functools.partial(_checkpoint_model, str(path)), backend, options)
+    runner.activate()
 
     def run(x: np.ndarray) -> np.ndarray:
-        if torch_input:
-            import torch
+        return np.asarray(next(iter(runner.infer(np.ascontiguousarray(x)).values())))
 
-            x = torch.from_numpy(np.ascontiguousarray(x))
-        return _to_numpy(runner(x))
-
+    run(make_images(1, options.input_size))  # a runner that cannot run the artifact fails here, at load
     return run

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tests.bench import bench_standins as S
-from acmix_deploy import ort
+from acmix_deploy.runners import ort
 from acmix_deploy import workspace as ws
 from acmix_deploy.bench import run
 from acmix_deploy.bench.run import bench

@@ -134,6 +134,7 @@ def test_torch_runner_on_cuda_with_cuda_graph(source):
 
 def test_engine_runner_errors_become_unavailable_reasons(monkeypatch, tmp_path):
     from acmix_deploy import runners
+    from acmix_deploy.runners import engine as engine_runner
     from acmix_deploy.errors import AcmixError
 
     class NoTensorRT:
@@ -143,6 +144,6 @@ def test_engine_runner_errors_become_unavailable_reasons(monkeypatch, tmp_path):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\0")
     monkeypatch.setattr(runners, "cuda_available", lambda: True)
-    monkeypatch.setattr(runners, "_engine_runner_class", lambda: NoTensorRT)
+    monkeypatch.setattr(engine_runner, "_engine_runner_class", lambda: NoTensorRT)
     with pytest.raises(BackendUnavailable, match="TensorRT is not installed"):
         create_runner("tensorrt", ModelSource(label="m", engine_path=engine), OPTS)

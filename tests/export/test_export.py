@@ -159,15 +159,15 @@ def test_our_checkpoint_supplies_model_name_and_overrides(tmp_path):
 
 
 def test_dynamic_batch_runs_at_batch_1_and_8(small_export):
-    from acmix_deploy.ort import make_session, run
+    from acmix_deploy.runners import OnnxRuntimeRunner, RunnerOptions
 
     name = "resnet_acmix26"
     result = small_export(name)
     reference = _reference(name)
-    session = make_session(str(result.path), threads=2)
+    runner = OnnxRuntimeRunner(result.path, options=RunnerOptions(threads=2)).activate()
     images = verification_images(reference.card, small_export_kwargs(name)["img_size"], 8, seed=3)
     for n in (1, 8):
-        got = run(session, images[:n])["logits"]
+        got = runner.infer(images[:n])["logits"]
         with torch.no_grad():
             want = reference(torch.from_numpy(images[:n])).numpy()
         assert got.shape == (n, 10)

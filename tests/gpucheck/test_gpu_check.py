@@ -229,8 +229,9 @@ def test_fp16_gate_is_cosine_and_decisive_top1():
     near = ref + np.array([[0.2, -0.1, 0.1, 0.0], [0.0, 0.15, -0.1, 0.1]], np.float32)  # 2e-2 x max|ref|
     line, numbers = precision_outcome(ref, near, "fp16", "fp16")
     assert line.startswith("PASSED") and numbers["max_abs"] > numbers["limit"] and numbers["cosine"] >= 0.999
-    with pytest.raises(CheckFailed, match="^FAILED fp16: cosine 0.9"):
+    with pytest.raises(CheckFailed, match="^FAILED fp16: .*; gate cosine >= 0.999") as failed:
         precision_outcome(ref, ref + np.array([[0, 3.0, 0, 0], [0, 0, 0, 0]], np.float32), "fp16", "fp16")
+    assert 0.9 < failed.value.numbers["cosine"] < 0.999 and failed.value.numbers["gate"] == "cosine >= 0.999"
     with pytest.raises(CheckFailed, match="FAILED fp32"):
         precision_outcome(ref, near, "fp32", "fp32")
 

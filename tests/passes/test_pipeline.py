@@ -111,14 +111,16 @@ def test_latency_is_measured_interleaved(monkeypatch):
     garbage collector off; both sessions spin off with the caller's thread count."""
     calls: list[tuple[str, bool]] = []  # (model, gc enabled) per session.run
     made: list[dict] = []
-    real_make_session = pipeline.make_session
+    from acmix_deploy.runners import ort as runners_ort
+
+    real_make_session = runners_ort.make_session
 
     class Recording:
         def __init__(self, tag, session):
             self.tag, self.session = tag, session
 
-        def get_outputs(self):
-            return self.session.get_outputs()
+        def __getattr__(self, name):  # get_outputs, get_inputs, get_providers: the real session's
+            return getattr(self.session, name)
 
         def run(self, names, feeds):
             calls.append((self.tag, gc.isenabled()))
@@ -133,7 +135,7 @@ def test_latency_is_measured_interleaved(monkeypatch):
     optimized, _ = optimize_model(model, latency_runs=0)
     after = optimized.SerializeToString()
     assert before != after
-    monkeypatch.setattr(pipeline, "make_session", make_session)
+    monkeypatch.setattr(runners_ort, "make_session", make_session)
     gc_was_enabled = gc.isenabled()
     lat = pipeline.measure_latency(before, after, make_inputs(model), runs=12, warmup=3, threads=1)
 

@@ -75,10 +75,10 @@ def group_gone(pgid: int) -> bool:
 
 
 def ort_logits(path: Path, x):
-    from acmix_deploy.ort import make_session
+    from acmix_deploy.runners import OnnxRuntimeRunner, RunnerOptions
 
-    session = make_session(path, threads=1)
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+    with OnnxRuntimeRunner(path, options=RunnerOptions(threads=1)) as runner:
+        return next(iter(runner.infer(x).values()))
 
 
 def small_onnx(path: Path, batch: int | str = "N", fp16_io: bool = False, classes: list[str] | None = None,

@@ -193,7 +193,7 @@ def test_serve_bad_artifact_is_one_line(tmp_path):
         assert run.stderr.startswith("error:") and message in run.stderr and run.stderr.count("\n") == 1
 
 
-def test_serve_checkpoint_runs_the_pytorch_deploy_form(tmp_path):
+def test_serve_checkpoint_runs_the_pytorchdeploy_form(tmp_path):
     """A checkpoint is served through the torch-deploy runner: the same logits as the model's deploy
     form in this process, the class names as the label file; SIGINT stops it (exit 130)."""
     import torch
@@ -201,14 +201,14 @@ def test_serve_checkpoint_runs_the_pytorch_deploy_form(tmp_path):
     from acmix_deploy.checkpoint import save_checkpoint
     from acmix_deploy.parity import compare
     from acmix_deploy.registry import create_model
-    from acmix_deploy.runners import _deploy_form
+    from acmix_deploy.runners import deploy_form
 
     torch.manual_seed(0)
     model = create_model("resnet_acmix26", width=8, k_att=3, num_classes=10, img_size=SIZE).eval()
     path = save_checkpoint(model, tmp_path / "digits.pth", classes=CLASSES)
     x = np.random.default_rng(2).standard_normal((3, 3, SIZE, SIZE)).astype(np.float32)
     with torch.inference_mode():
-        reference = _deploy_form(create_model(None, checkpoint=str(path)).eval()).eval()(torch.from_numpy(x)).numpy()
+        reference = deploy_form(create_model(None, checkpoint=str(path)).eval()).eval()(torch.from_numpy(x)).numpy()
     ports = _ports()
     proc = _start([str(path), "--threads", "1"], ports, tmp_path)
     try:

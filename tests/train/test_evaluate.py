@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.evaluate import _run_fixed_batch, evaluate
+from acmix_deploy.evaluate import evaluate
+from acmix_deploy.runners import run_chunked
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -133,7 +134,7 @@ def test_fixed_batch_padding():
         return chunk.reshape(len(chunk), -1)[:, :2] * 2
 
     x = np.arange(5 * 3 * 2 * 2, dtype=np.float32).reshape(5, 3, 2, 2)
-    out = _run_fixed_batch(fn, x, 2)
+    out = run_chunked(fn, x, 2, 2)
     assert calls == [2, 2, 2] and out.shape == (5, 2)
     assert np.array_equal(out, x.reshape(5, -1)[:, :2] * 2)
 
@@ -146,10 +147,10 @@ def test_batch_limits_pad_only_below_the_minimum():
         return chunk[:, :1, 0, 0]
 
     x = np.arange(7, dtype=np.float32).reshape(7, 1, 1, 1)
-    out = _run_fixed_batch(fn, x, 4, 2)
+    out = run_chunked(fn, x, 4, 2)
     assert calls == [4, 3] and out[:, 0].tolist() == list(range(7))
     calls.clear()
-    _run_fixed_batch(fn, x[:5], 4, 2)
+    run_chunked(fn, x[:5], 4, 2)
     assert calls == [4, 2]  # the single leftover image is padded to the engine's minimum batch
 
 
@@ -198,8 +199,8 @@ def test_dynamic_batch_and_fp16_inputs_follow_their_own_metadata(small_digits, t
 
 
 def test_engine_runner_wiring_on_cpu(exported, monkeypatch, tmp_path):
-    """open_engine without a GPU: a stand-in EngineRunner (sidecar, warnings, one CUDA-like tensor out)
-    runs the engine's ONNX; batch limits come from the sidecar, preprocessing from that ONNX file, and
+    """An engine artifact without a GPU: a stand-in EngineRunner (sidecar, warnings, CUDA-like tensors
+    out) runs the engine's ONNX behind the TensorRT runner; batch limits come from the sidecar, preprocessing from that ONNX file, and
     the runner's warnings reach the result's note."""
     from types import SimpleNamespace
 
@@ -207,22 +208,25 @@ def test_engine_runner_wiring_on_cpu(exported, monkeypatch, tmp_path):
 
     import acmix_deploy.trt.runner as trt_runner
     from acmix_deploy.evaluate import open_artifact
-    from acmix_deploy.ort import make_session
+    from acmix_deploy.runners import OnnxRuntimeRunner
 
     _, onnx_path, _ = exported
-    session = make_session(str(onnx_path))
-    name = session.get_inputs()[0].name
-    one_by_one = lambda x: np.concatenate([session.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])  # noqa: E731
+    session = OnnxRuntimeRunner(onnx_path).activate()
+    one_by_one = lambda x: np.concatenate([session.infer(x[i : i + 1])["logits"] for i in range(len(x))])  # noqa: E731
     batches: list[int] = []
 
     class StandIn:
         def __init__(self, path):
-            self.sidecar = SimpleNamespace(batch_range=(2, 4, 4), onnx_path=str(onnx_path))
+            image = SimpleNamespace(name="images", shape=(-1, 3, -1, -1), dtype="float32")
+            self.sidecar = SimpleNamespace(batch_range=(2, 4, 4), onnx_path=str(onnx_path), inputs=[image])
             self.warnings = ["built on GPU A, running on GPU B: rebuilding may be faster"]
+            self.input_names, self.output_names = ["images"], ["logits"]
+            self.context = self.trt = None
 
-        def __call__(self, x):
+        def infer(self, feeds):
+            x = feeds["images"]
             batches.append(len(x))
-            return torch.from_numpy(one_by_one(x))
+            return {"logits": torch.from_numpy(one_by_one(x))}
 
     monkeypatch.setattr(trt_runner, "EngineRunner", StandIn)
     engine = tmp_path / "m.engine"
