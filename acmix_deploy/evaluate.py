@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from acmix_deploy.errors import AcmixError, first_line
-from acmix_deploy.imaging import json_value
+from acmix_deploy.onnxio import json_value
 from acmix_deploy.precision.verify import run_chunked
-from acmix_deploy.train.data import ImageFolder, Preprocessing, eval_transform, split_dir
+from acmix_deploy.preprocess import Preprocessing
+from acmix_deploy.train.data import ImageFolder, split_dir
 
 ON_CORRUPT = ("skip", "stop")
-PRE_KEYS = ("input_size", "mean", "std", "crop_ratio", "interpolation")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -116,35 +116,6 @@ class EvalReport:
         }
 
 
-# -- preprocessing from metadata ------------------------------------------------------------------
-def preprocessing_from_metadata(
-    meta: dict[str, str], fallback: dict[str, Any] | None, static_size: int | None, what: str
-) -> tuple[Preprocessing, str]:
-    """Preprocessing from ONNX metadata_props (JSON values), then `fallback` options, then the graph's
-    static size; a missing key is a one-line error asking for the option."""
-    fallback = {k: v for k, v in (fallback or {}).items() if v is not None}
-    values: dict[str, Any] = {}
-    sources: set[str] = set()
-    for key in PRE_KEYS:
-        if key in meta:
-            values[key], _ = json_value(meta[key]), sources.add("metadata")
-        elif key in fallback:
-            values[key], _ = fallback[key], sources.add("options")
-    if "input_size" not in values and static_size:
-        values["input_size"], _ = static_size, sources.add("graph shape")
-    missing = [k for k in PRE_KEYS[:4] if k not in values]
-    if missing:
-        raise AcmixError(
-            f"{what} lacks preprocessing metadata ({', '.join(missing)}); export it with `acmix-deploy export` "
-            "or pass --img-size, --mean, --std and --crop-ratio (and --interpolation)"
-        )
-    try:
-        pre = Preprocessing.from_dict(values)
-    except (TypeError, ValueError, KeyError):
-        raise AcmixError(f"{what} has malformed preprocessing metadata: {values}") from None
-    return pre, " + ".join(sorted(sources))
-
-
 # -- runners ----------------------------------------------------------------------------------------
 def open_checkpoint(
     path: str, model_name: str | None = None, device: str | None = None, threads: int | None = None
@@ -154,7 +125,7 @@ def open_checkpoint(
     from acmix_deploy.registry import create_model
 
     model = create_model(model_name, checkpoint=path)
-    pre = Preprocessing.from_dict(model.card.preprocessing())
+    pre = Preprocessing.from_card(model.card)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev).eval()
 
@@ -187,9 +158,7 @@ def open_onnx(path: str, fallback: dict[str, Any] | None = None, threads: int | 
     h, w = _static(inp.shape[2]), _static(inp.shape[3])
     if h and w and h != w:
         raise AcmixError(f"{path}: only square inputs are supported, the graph takes {h}x{w}")
-    pre, source = preprocessing_from_metadata(meta, fallback, h, path)
-    if h and h != pre.input_size:
-        raise AcmixError(f"{path}: the graph takes {h}x{w} images but its preprocessing says {pre.input_size} px")
+    pre = Preprocessing.from_metadata(meta, fallback, (h, w), path)
     outputs = session.get_outputs()
     out = next((o for o in outputs if o.name == "logits"), outputs[0])
     dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
@@ -204,7 +173,7 @@ def open_onnx(path: str, fallback: dict[str, Any] | None = None, threads: int | 
 
     num_classes = _static(out.shape[-1]) if len(out.shape) == 2 else None
     return Runner(path, "onnx", pre, run, num_classes=num_classes,
-                  classes=classes if isinstance(classes, list) else None, note=f"preprocessing from {source}")
+                  classes=classes if isinstance(classes, list) else None, note=f"preprocessing from {pre.source}")
 
 
 def _run_fixed_batch(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: int, min_batch: int | None = None) -> np.ndarray:
@@ -226,14 +195,14 @@ def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
     limits = (max(1, lo), hi if hi > 0 else 1 << 30)
     meta: dict[str, str] = {}
     if engine.sidecar.onnx_path:  # moved or unreadable: the options (fallback) describe the preprocessing
-        from acmix_deploy.precision.modelio import load_model
+        from acmix_deploy.onnxio import load_model
 
         try:
             proto = load_model(engine.sidecar.onnx_path, load_external_data=False)
             meta = {p.key: p.value for p in proto.metadata_props}
         except AcmixError:
             pass
-    pre, source = preprocessing_from_metadata(meta, fallback, None, path)
+    pre = Preprocessing.from_metadata(meta, fallback, what=path)
 
     def one(x: np.ndarray) -> np.ndarray:
         return engine(np.ascontiguousarray(x, dtype=np.float32)).float().cpu().numpy()
@@ -242,7 +211,7 @@ def open_engine(path: str, fallback: dict[str, Any] | None = None) -> Runner:
         return _run_fixed_batch(one, x, limits[1], limits[0])
 
     # the runner's warnings (another GPU or TensorRT version than the build's) go with the result
-    return Runner(path, "tensorrt", pre, run, note="; ".join([f"preprocessing from {source}", *engine.warnings]))
+    return Runner(path, "tensorrt", pre, run, note="; ".join([f"preprocessing from {pre.source}", *engine.warnings]))
 
 
 def open_artifact(
@@ -286,7 +255,7 @@ class _MultiPre:
         self.pres = pres
 
     def __call__(self, image: Any, item: Any) -> tuple[np.ndarray, ...]:
-        return tuple(eval_transform(image, p) for p in self.pres)
+        return tuple(p(image) for p in self.pres)
 
 
 def _collate(items: list[tuple[Any, int, int, list[int]]]) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
