@@ -19,7 +19,7 @@ from acmix_deploy.fileio import sha256_file
 
 def static_batch(path: str | os.PathLike[str]) -> int | None:
     """The fixed batch of an ONNX file's first input, None when it is symbolic."""
-    from acmix_deploy.precision.modelio import load_model
+    from acmix_deploy.onnxio import load_model
 
     graph = load_model(path, load_external_data=False).graph
     if not graph.input or not graph.input[0].type.tensor_type.shape.dim:

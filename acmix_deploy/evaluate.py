@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from acmix_deploy.errors import AcmixError, first_line
-from acmix_deploy.imaging import json_value
-from acmix_deploy.train.data import ImageFolder, Preprocessing, eval_transform, split_dir
+from acmix_deploy.onnxio import json_value
+from acmix_deploy.preprocess import Preprocessing
+from acmix_deploy.train.data import ImageFolder, split_dir
 
 ON_CORRUPT = ("skip", "stop")
-PRE_KEYS = ("input_size", "mean", "std", "crop_ratio", "interpolation")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -121,35 +121,6 @@ class EvalReport:
         }
 
 
-# -- preprocessing from metadata ------------------------------------------------------------------
-def preprocessing_from_metadata(
-    meta: dict[str, str], fallback: dict[str, Any] | None, static_size: int | None, what: str
-) -> tuple[Preprocessing, str]:
-    """Preprocessing from ONNX metadata_props (JSON values), then `fallback` options, then the graph's
-    static size; a missing key is a one-line error asking for the option."""
-    fallback = {k: v for k, v in (fallback or {}).items() if v is not None}
-    values: dict[str, Any] = {}
-    sources: set[str] = set()
-    for key in PRE_KEYS:
-        if key in meta:
-            values[key], _ = json_value(meta[key]), sources.add("metadata")
-        elif key in fallback:
-            values[key], _ = fallback[key], sources.add("options")
-    if "input_size" not in values and static_size:
-        values["input_size"], _ = static_size, sources.add("graph shape")
-    missing = [k for k in PRE_KEYS[:4] if k not in values]
-    if missing:
-        raise AcmixError(
-            f"{what} lacks preprocessing metadata ({', '.join(missing)}); export it with `acmix-deploy export` "
-            "or pass --img-size, --mean, --std and --crop-ratio (and --interpolation)"
-        )
-    try:
-        pre = Preprocessing.from_dict(values)
-    except (TypeError, ValueError, KeyError):
-        raise AcmixError(f"{what} has malformed preprocessing metadata: {values}") from None
-    return pre, " + ".join(sorted(sources))
-
-
 # -- opening artifacts through the runners -------------------------------------------------------
 def _open_checkpoint(path: str, model_name: str | None, device: str | None, threads: int | None) -> Artifact:
     import torch
@@ -158,9 +129,9 @@ def _open_checkpoint(path: str, model_name: str | None, device: str | None, thre
     from acmix_deploy.runners import RunnerOptions, TorchRunner
 
     model = create_model(model_name, checkpoint=path)
-    pre = Preprocessing.from_dict(model.card.preprocessing())
+    pre = Preprocessing.from_card(model.card)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    options = RunnerOptions(input_size=(pre.input_size, pre.input_size), threads=threads, device=dev)
+    options = RunnerOptions(input_size=(pre.height, pre.width), threads=threads, device=dev)
     runner = TorchRunner(model, "torch-eager", options).activate()
     classes = getattr(model, "classes", None)
     return Artifact(path, "pytorch", pre, runner, num_classes=model.card.num_classes, classes=classes, note=str(dev))
@@ -177,15 +148,13 @@ def _open_onnx(path: str, fallback: dict[str, Any] | None, threads: int | None) 
     h, w = shape[2], shape[3]
     if h and w and h != w:
         raise AcmixError(f"{path}: only square inputs are supported, the graph takes {h}x{w}")
-    pre, source = preprocessing_from_metadata(meta, fallback, h, path)
-    if h and h != pre.input_size:
-        raise AcmixError(f"{path}: the graph takes {h}x{w} images but its preprocessing says {pre.input_size} px")
+    pre = Preprocessing.from_metadata(meta, fallback, (h, w), path)
     outputs = runner.session.get_outputs()
     out = next((o for o in outputs if o.name == "logits"), outputs[0])
     classes = json_value(meta["classes"]) if "classes" in meta else None
     last = out.shape[-1] if len(out.shape) == 2 else None
     return Artifact(path, "onnx", pre, runner, num_classes=last if isinstance(last, int) and last > 0 else None,
-                    classes=classes if isinstance(classes, list) else None, note=f"preprocessing from {source}")
+                    classes=classes if isinstance(classes, list) else None, note=f"preprocessing from {pre.source}")
 
 
 def _open_engine(path: str, fallback: dict[str, Any] | None) -> Artifact:
@@ -201,16 +170,16 @@ def _open_engine(path: str, fallback: dict[str, Any] | None) -> Artifact:
         raise Unavailable(first_line(exc)) from None
     meta: dict[str, str] = {}
     if runner.sidecar.onnx_path:  # moved or unreadable: the options (fallback) describe the preprocessing
-        from acmix_deploy.precision.modelio import load_model
+        from acmix_deploy.onnxio import load_model
 
         try:
             proto = load_model(runner.sidecar.onnx_path, load_external_data=False)
             meta = {p.key: p.value for p in proto.metadata_props}
         except AcmixError:
             pass
-    pre, source = preprocessing_from_metadata(meta, fallback, None, path)
+    pre = Preprocessing.from_metadata(meta, fallback, what=path)
     # the runner's warnings (another GPU or TensorRT version than the build's) go with the result
-    return Artifact(path, "tensorrt", pre, runner, note="; ".join([f"preprocessing from {source}", *runner.warnings]))
+    return Artifact(path, "tensorrt", pre, runner, note="; ".join([f"preprocessing from {pre.source}", *runner.warnings]))
 
 
 def open_artifact(
@@ -255,7 +224,7 @@ class _MultiPre:
         self.pres = pres
 
     def __call__(self, image: Any, item: Any) -> tuple[np.ndarray, ...]:
-        return tuple(eval_transform(image, p) for p in self.pres)
+        return tuple(p(image) for p in self.pres)
 
 
 def _collate(items: list[tuple[Any, int, int, list[int]]]) -> tuple[list[np.ndarray], np.ndarray, list[int]]:

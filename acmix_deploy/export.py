@@ -73,7 +73,7 @@ def _image_input(onnx_model: Any):
     path or an onnx.ModelProto; external weights are not read."""
     import onnx
 
-    from acmix_deploy.precision.modelio import load_model
+    from acmix_deploy.onnxio import load_model
 
     model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else load_model(onnx_model, load_external_data=False)
     initializers = {i.name for i in model.graph.initializer}

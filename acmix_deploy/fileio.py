@@ -287,22 +287,44 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     _live.add(tmp)
     try:
         yield tmp
-        _pause_for_tests()
-        try:
-            os.replace(tmp, dest)
-        except OSError as exc:
-            raise _write_error(dest, exc) from None
+        _commit(tmp, dest)
     except OSError as exc:
         if exc.errno not in _WRITE_ERRNOS:
             raise
         raise _write_error(dest, exc) from None
     finally:
-        _live.discard(tmp)
-        with contextlib.suppress(OSError):
-            if tmp.is_dir() and not tmp.is_symlink():
-                shutil.rmtree(tmp)
-            elif tmp.exists() or tmp.is_symlink():
-                tmp.unlink()
+        _discard(tmp)
+
+
+def _commit(tmp: Path, dest: Path, replace_dir: bool = False) -> None:
+    """Rename a finished temp onto `dest` (one step). With `replace_dir` an existing `dest` folder is
+    first renamed aside to a temp name of this process (which the next write of `dest` removes should
+    this one die before it does) and removed once the new folder is in place."""
+    _pause_for_tests()
+    old = temp_path(dest) if replace_dir and (dest.exists() or dest.is_symlink()) else None
+    try:
+        if old is not None:
+            os.replace(dest, old)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if old is not None:
+                os.replace(old, dest)  # put the previous folder back
+            raise
+    except OSError as exc:
+        raise _write_error(dest, exc) from None
+    if old is not None:
+        _discard(old)
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temp (file or folder) of this process, quietly; it is no longer live."""
+    _live.discard(tmp)
+    with contextlib.suppress(OSError):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp)
+        elif tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
 
 
 def write_bytes_atomic(dest: str | os.PathLike[str], data: bytes) -> Path:
@@ -319,9 +341,11 @@ def write_text_atomic(dest: str | os.PathLike[str], text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(dest: str | os.PathLike[str], replace: bool = False) -> Iterator[Path]:
     """Yield a temp folder beside `dest` (mode from the umask) to fill; it becomes `dest` on success.
-    `dest` must not exist when the block ends (the caller removes what it may remove first)."""
+    Without `replace`, `dest` must not exist when the block ends (the caller removes what it may remove
+    first); with it, an existing `dest` is swapped out (see `_commit`) and removed, so readers see the
+    old folder or the new one, never a mix. A failure leaves `dest` as it was and no temp behind."""
     dest = Path(dest)
     ensure_writable_dir(dest)
     remove_stale_temps(dest)
@@ -333,15 +357,9 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
     _live.add(tmp)
     try:
         yield tmp
-        _pause_for_tests()
-        try:
-            os.replace(tmp, dest)
-        except OSError as exc:
-            raise _write_error(dest, exc) from None
+        _commit(tmp, dest, replace_dir=replace)
     finally:
-        _live.discard(tmp)
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,72 @@ def fp32_source(art: Artifact, workspace: str | os.PathLike[str] | None = None) 
             return None, chain
         current = found
     return None, chain
+
+
+# -- inputs and outputs of a transform (fp16, int8, engine build) -----------------------------------
+def check_output(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    name: str,
+    suffix: str,
+    workspace: str | os.PathLike[str] | None = None,
+    record: bool = True,
+    data: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The destination of a transform, checked before the work: a writable file location that is
+    neither the source nor the data file, and (when recording) a readable workspace manifest."""
+    from acmix_deploy.fileio import check_collisions, check_destination
+
+    dest = Path(output) if output else default_output(Path(source), name, suffix, workspace)
+    check_destination(dest, "-o")
+    inputs = {"input": source}
+    if data is not None and Path(data).exists():
+        inputs["--data"] = data
+    check_collisions(inputs, {"-o": dest})
+    if record:
+        check_manifest(workspace)
+    return dest
+
+
+def resolve_input(
+    path: str | os.PathLike[str] | None,
+    kinds: tuple[str, ...] = (ONNX_OPTIMIZED, ONNX),
+    workspace: str | os.PathLike[str] | None = None,
+) -> tuple[Path, str | None, bool]:
+    """(path, workspace model name or None, taken_from_workspace) for an optional input file.
+
+    With no path: the newest model of the workspace (the model of its most recent record), and of
+    its files the newest of `kinds`."""
+    if path is not None:
+        return Path(path), None, False
+    art = newest_input(kinds, workspace)
+    return Path(art.path), art.model, True
+
+
+def newest_input(kinds: tuple[str, ...], workspace: str | os.PathLike[str] | None = None) -> Artifact:
+    """The newest artifact of `kinds` of the workspace's newest model (else of any model)."""
+    latest = newest_model(workspace)
+    try:
+        return newest(kinds, model=latest.model, workspace=workspace)
+    except AcmixError:
+        return newest(kinds, workspace=workspace)
+
+
+def resolve_input_verbose(
+    path: str | os.PathLike[str] | None,
+    workspace: str | os.PathLike[str] | None,
+    print_fn: Callable[[str], object],
+) -> tuple[Path, str | None]:
+    """`resolve_input` for the CLI: (path, workspace model name or None), saying which file was picked."""
+    resolved, model, from_ws = resolve_input(path, workspace=workspace)
+    if from_ws:
+        print_fn(f"input: {resolved} (newest fp32 ONNX of {model}, the newest model in the workspace)")
+    return resolved, model
+
+
+def default_output(
+    source: Path, model: str, suffix: str, workspace: str | os.PathLike[str] | None = None
+) -> Path:
+    """`<workspace>/<model>/<source stem><suffix>` (e.g. resnet_acmix26.opt.fp16.onnx)."""
+    stem = source.name[: -len(".onnx")] if source.name.endswith(".onnx") else source.stem
+    return default_path(model, stem + suffix, workspace)

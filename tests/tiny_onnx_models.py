@@ -130,12 +130,12 @@ def trained_digits(
     tmp: Path, steps: int = 60, seed: int = 0, model: nn.Module | None = None, size: int = DIGITS_SIZE
 ) -> TrainedDigits:
     """Train TinyACmix (or `model`) on 1200 digits for a few seconds; export; the other 597 go to a .npy."""
-    from acmix_deploy.precision.calib import Preprocess, preprocess_uint8
+    from acmix_deploy.preprocess import Preprocessing
 
     torch.manual_seed(seed)
     images, labels = digits_uint8()
-    pre = Preprocess(size, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1.0)
-    x = torch.from_numpy(preprocess_uint8(images, pre))
+    pre = Preprocessing(size, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1.0)
+    x = torch.from_numpy(pre.uint8_batch(images))
     y = torch.from_numpy(labels)
     train, test = slice(0, 1200), slice(1200, None)
     model = model if model is not None else TinyACmix(size=size)

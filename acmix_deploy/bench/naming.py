@@ -1,10 +1,9 @@
 """Map graph node / engine layer names back to PyTorch module paths and ACmix categories.
 
-Exported node names carry the module path: "<module.path>/<Op>_<n>" (torch.export-based export,
-e.g. "layer3.2.conv2.conv1/Conv_0") or TorchScript style "/layer3/layer3.2/conv2/conv1/Conv".
-Backends then rename nodes they fuse or rewrite; `node_module_path` and `resolve_node` undo what
-they can. The classification rule itself is one function, `classify`, driven by the tables below,
-so it can be adjusted in one place when the export naming changes.
+Node names are parsed by acmix_deploy.onnx_names (module paths of both export styles, runtime
+renames undone); this module classifies the module paths. The classification rule itself is one
+function, `classify`, driven by the tables below and the parts families register, so it can be
+adjusted in one place when the export naming changes.
 
 The reference (training) ACmix block computes its attention inline in forward(), so those ops sit at
 the block's own path and count as the block's "rest"; the deploy form keeps them in P.attention.
@@ -12,7 +11,6 @@ the block's own path and count as the block's "rest"; the deploy form keeps them
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 STAGE1 = "stage1"
@@ -81,28 +79,6 @@ def categories(present: Iterable[str] = ()) -> tuple[str, ...]:
     return (*CATEGORIES[:-1], *extra, CATEGORIES[-1])
 
 
-_MODULE_COMPONENT = re.compile(r"^[a-z_0-9][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
-
-
-def node_module_path(name: str) -> str:
-    """Module path of a node name in either naming style; "" for nodes of the root module.
-
-    "layer1.0.conv2.conv1/Conv_0" -> "layer1.0.conv2.conv1";
-    "/layer1/layer1.0/conv2/conv1/Conv" -> "layer1.0.conv2.conv1" (scopes repeat their parent);
-    anything after the first component that starts upper-case is an op, not a module.
-    """
-    parts = [p for p in name.strip().split("/") if p]
-    path: list[str] = []
-    for comp in parts[:-1]:  # the last component is always the op
-        if not _MODULE_COMPONENT.match(comp):
-            break
-        if path and comp.startswith(path[-1] + "."):
-            path[-1] = comp  # TorchScript scope "layer1.0" under "layer1"
-        else:
-            path.append(comp)
-    return ".".join(path)
-
-
 def _child_matches(child: str, names: Iterable[str]) -> bool:
     return any(child == n or child.startswith(n + "_") for n in names)
 
@@ -149,45 +125,3 @@ def classify(path: str, blocks: Iterable[str]) -> tuple[str | None, str]:
     if _child_matches(below, CONV_CHILDREN):
         return best, CONV
     return best, REST
-
-
-_FOREIGN = re.compile(r"ForeignNode\[(.*?)(?:\.\.\.|\])")
-_SUFFIXES = ("_kernel_time", "_nchwc", "_fence_before", "_fence_after")
-
-
-def engine_layer_node(layer: str) -> str:
-    """The first ONNX node behind a TensorRT layer name ("a + b", "{ForeignNode[a...b]}")."""
-    m = _FOREIGN.search(layer)
-    if m:
-        return m.group(1).strip()
-    return layer.split(" + ")[0].strip()
-
-
-def resolve_node(name: str, node_names: set[str], producers: dict[str, str]) -> str:
-    """Best guess of the original ONNX node behind a runtime node name.
-
-    ONNX Runtime names some rewritten nodes after their output tensor ("<tensor>_nchwc") or appends
-    "/<Fusion>/" to the original name; the original graph's node names and tensor producers undo that.
-    """
-    cur = name
-    for _ in range(3):
-        if cur in node_names:
-            return cur
-        stripped = cur
-        for suffix in _SUFFIXES:
-            if stripped.endswith(suffix):
-                stripped = stripped[: -len(suffix)]
-        if stripped in node_names:
-            return stripped
-        if stripped in producers:
-            return producers[stripped]
-        parts = stripped.rstrip("/").split("/")
-        for i in range(len(parts) - 1, 0, -1):
-            prefix = "/".join(parts[:i])
-            if prefix in node_names:
-                return prefix
-        if stripped == cur:
-            break
-        cur = stripped
-    return name
-

@@ -41,19 +41,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from acmix_deploy.bench.machine import machine_info, usable_cpus
-from acmix_deploy.bench.naming import (
-    CATEGORY_LABELS,
-    REST,
-    categories,
-    classify,
-    engine_layer_node,
-    find_blocks,
-    node_module_path,
-)
+from acmix_deploy.bench.naming import CATEGORY_LABELS, REST, categories, classify, find_blocks
 from acmix_deploy.bench.sources import DEFAULT_IMG_SIZE, ModelSource, Resolver, resolve_target
 from acmix_deploy.bench.trace import GraphIndex, parse_ort_trace
 from acmix_deploy.errors import AcmixError, first_line
 from acmix_deploy.fileio import atomic_path
+from acmix_deploy.onnx_names import engine_layer_node, module_path, op_of
 from acmix_deploy.runners import BackendUnavailable, RunnerOptions, canonical_backend, make_images
 
 if TYPE_CHECKING:
@@ -165,11 +158,11 @@ def attribute(times_ms: dict[str, float], ops: dict[str, str], graph: GraphIndex
     previous = ""
     for name in times_ms:  # execution order
         origin = graph.origin(name, ops.get(name))
-        path = node_module_path(origin)
+        path = module_path(origin)
         if not path and origin not in known and previous:
             path = previous  # a generated node (layout reorder, copy) serves the node that ran before it
         paths[name] = previous = path
-    blocks = find_blocks(list(paths.values()) + [node_module_path(n) for n in graph.names])
+    blocks = find_blocks(list(paths.values()) + [module_path(n) for n in graph.names])
     out = []
     for name, ms in times_ms.items():
         block, category = classify(paths[name], blocks)
@@ -199,12 +192,6 @@ def profile_onnxruntime(
     return ProfileResult("onnxruntime", "ok", run_ms=run_ms, nodes=attribute(times, ops, graph))
 
 
-def _op_from_node(node: str) -> str:
-    last = node.rstrip("/").split("/")[-1]
-    head, _, tail = last.rpartition("_")
-    return head if head and tail.isdigit() else last
-
-
 def layer_times_to_nodes(layer_ms: dict[str, float], runs: int) -> tuple[dict[str, float], dict[str, str]]:
     """TensorRT layer times (summed over `runs`) -> per-run times and op types keyed by the first
     ONNX node of each layer; layers that start at the same node add up."""
@@ -213,7 +200,7 @@ def layer_times_to_nodes(layer_ms: dict[str, float], runs: int) -> tuple[dict[st
     for layer, ms in layer_ms.items():
         node = engine_layer_node(layer)
         times[node] += ms / runs
-        ops[node] = _op_from_node(node)
+        ops[node] = op_of(node)
     return dict(times), ops
 
 

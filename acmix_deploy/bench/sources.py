@@ -109,7 +109,7 @@ def from_file(path: str | os.PathLike[str], img_size: int | None = None, kind: s
     size = (img_size, img_size) if img_size else None
     if (kind or ("onnx" if p.suffix.lower() == ".onnx" else "engine")) == "onnx":
         from acmix_deploy.export import check_input_size, input_size
-        from acmix_deploy.precision.modelio import load_model
+        from acmix_deploy.onnxio import load_model
 
         load_model(p, load_external_data=False)  # one loader, one message: missing / empty / not ONNX
 

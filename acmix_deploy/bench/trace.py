@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acmix_deploy.bench.naming import resolve_node
+from acmix_deploy.onnx_names import resolve_node
 
 
 @dataclass
@@ -28,9 +28,9 @@ class _Topology:
 
     @classmethod
     def load(cls, path: Path) -> _Topology:
-        import onnx
+        from acmix_deploy.onnxio import load_model
 
-        graph = onnx.load(str(path), load_external_data=False).graph
+        graph = load_model(path, load_external_data=False).graph
         topo = cls()
         for n in graph.node:
             if not n.name:

@@ -82,7 +82,7 @@ def build_trt_cmd(
     artifacts: Annotated[Optional[Path], typer.Option(help="artifact workspace (default ./artifacts)")] = None,
 ) -> None:
     """Build a strongly typed TensorRT engine for a batch range; writes the engine and its JSON sidecar."""
-    from acmix_deploy.precision.modelio import resolve_input_verbose
+    from acmix_deploy.workspace import resolve_input_verbose
     from acmix_deploy.trt import load_trt
     from acmix_deploy.trt.build import build_engine
 

@@ -30,7 +30,7 @@ def convert_fp16_cmd(
 ) -> None:
     """Convert to fp16 for strongly typed TensorRT; Softmax, reductions, LayerNorm and logits stay fp32."""
     from acmix_deploy.precision.fp16 import convert_fp16
-    from acmix_deploy.precision.modelio import resolve_input_verbose
+    from acmix_deploy.workspace import resolve_input_verbose
 
     from acmix_deploy.progress import Phases
 

@@ -35,7 +35,7 @@ def quantize_int8_cmd(
 ) -> None:
     """int8 Q/DQ for stage I, fc, convs and linears; attention math, dep_conv, first conv and logits stay float."""
     from acmix_deploy.precision.int8 import quantize_int8
-    from acmix_deploy.precision.modelio import resolve_input_verbose
+    from acmix_deploy.workspace import resolve_input_verbose
 
     from acmix_deploy.progress import Phases
 

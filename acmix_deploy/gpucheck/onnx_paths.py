@@ -58,15 +58,14 @@ def passes(ctx: Context, spec: ModelSpec) -> Outcome:
     if missing:
         raise NotAvailable(missing)
     ctx.require_device()
-    import onnx
-
+    from acmix_deploy.onnxio import load_model, save_model
     from acmix_deploy.parity import FP32_TOL
     from acmix_deploy.passes.pipeline import optimize_model
 
     src = ctx.need(ctx.exports, spec.label, "the ONNX export")
-    optimized, report = optimize_model(onnx.load(str(src)), latency_runs=0)
+    optimized, report = optimize_model(load_model(src), latency_runs=0)
     path = src.with_suffix(".opt.onnx")
-    onnx.save(optimized, str(path))
+    save_model(optimized, path)
     out, _ = _ort_run(path, "CPUExecutionProvider", ctx.model(spec).images)
     line, numbers = parity_outcome(ctx.model(spec).ref_out, out, FP32_TOL, "optimized ONNX (CPU) vs reference")
     ctx.optimized[spec.label] = path

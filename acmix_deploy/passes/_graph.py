@@ -1,8 +1,8 @@
 """Small onnx-graphsurgeon helpers shared by the graph passes.
 
 They answer the questions every pass asks (is this tensor a constant and what is its value, who
-consumes it, may I rename or remove it) and build names that keep the PyTorch module path of the
-nodes they replace, so that per-module profiling still attributes fused nodes correctly.
+consumes it, may I rename or remove it). Node names are parsed and built by acmix_deploy.onnx_names
+(fused nodes keep the PyTorch module path, so per-module profiling still attributes them).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+
+from acmix_deploy.onnx_names import module_path_or_weight
 
 
 def is_onnx_op(node: gs.Node) -> bool:
@@ -154,96 +156,14 @@ def rank_of(tensor: gs.Tensor) -> int | None:
 
 
 # --------------------------------------------------------------------------------------------
-# names that keep the PyTorch module path
+# names (parsed and built by acmix_deploy.onnx_names)
 # --------------------------------------------------------------------------------------------
-
-def module_path(node_name: str) -> str | None:
-    """The PyTorch module path carried by a node name, or None.
-
-    Two styles are understood: this toolkit's "<module.path>/<Op>_<n>" (e.g.
-    "layer1.0.conv2.conv1/Conv_0") and the TorchScript exporter's scope names
-    (e.g. "/layer1/layer1.0/conv2/conv1/Conv", where a scope may repeat its parent's path).
-    """
-    if "/" not in node_name:
-        return None
-    if node_name.startswith("/"):
-        scopes = [s for s in node_name.split("/")[1:-1] if s]
-        return _join_scopes(scopes) or None
-    return node_name.rsplit("/", 1)[0] or None
-
-
-def _join_scopes(scopes: Sequence[str]) -> str:
-    """TorchScript names a Sequential's child "<attr>.<i>" inside the scope "<attr>": such a scope
-    replaces its parent scope's last component instead of extending the path."""
-    stack: list[str] = []
-    for s in scopes:
-        if stack and s.startswith(stack[-1] + "."):
-            stack[-1] = s
-        else:
-            stack.append(s)
-    return ".".join(stack)
-
-
-_QKV_TAILS = ({"conv1", "conv2", "conv3"}, {"q", "k", "v"}, {"q_proj", "k_proj", "v_proj"}, {"query", "key", "value"})
 
 
 def node_module_path(node: gs.Node) -> str | None:
-    """The module path from the node's name or, for names that carry none (the torch.export-based
-    exporter's "node_conv2d_3"), from its weight's name ("layer1.0.conv3.weight")."""
-    path = module_path(node.name or "")
-    if path is None and len(node.inputs) > 1 and node.inputs[1].name.endswith(".weight"):
-        path = node.inputs[1].name[: -len(".weight")] or None
-    return path
-
-
-def fused_name(names: Sequence[str], op: str, paths: Sequence[str | None] | None = None) -> str:
-    """A name for the node replacing `names` that keeps their longest common module path.
-
-    ACmix stage I (conv1/conv2/conv3 of one block) becomes "<block>.qkv/<op>_fused"; any other
-    group becomes "<common prefix>/<op>_fused[<member>,<member>]" so the members stay readable.
-    TorchScript-style inputs give TorchScript-style output ("/layer1/layer1.0/conv2/qkv/Conv_fused").
-    `paths` overrides the module paths read from the names (see node_module_path). Without a
-    module path for every member the name is "<op>_fused[<name>,...]".
-    """
-    if paths is None:
-        paths = [module_path(n) for n in names]
-    if any(p is None for p in paths):
-        return f"{op}_fused[{','.join(names)}]"
-    torchscript = all(n.startswith("/") and module_path(n) == p for n, p in zip(names, paths))
-    if len(set(paths)) == 1:  # several nodes of one module
-        head = "/" + "/".join(s for s in names[0].split("/")[1:-1] if s) if torchscript else paths[0]
-        return f"{head}/{op}_fused"
-    parts = [p.split(".") for p in paths]  # type: ignore[union-attr]
-    common: list[str] = []
-    for comps in zip(*parts):
-        if len(set(comps)) != 1:
-            break
-        common.append(comps[0])
-    if len(common) == min(len(p) for p in parts):  # one member's path is a prefix of another's
-        common = common[:-1]
-    prefix = ".".join(common)
-    tails = [".".join(p[len(common):]) for p in parts]
-    is_qkv = len(tails) == 3 and all("." not in t for t in tails) and set(tails) in _QKV_TAILS
-    if torchscript:
-        scopes = _prefix_scopes(names[0], len(common))
-        head = "/" + "/".join(scopes) if scopes else ""
-        if is_qkv:
-            return f"{head}/qkv/{op}_fused"
-        return f"{head}/{op}_fused[{','.join(tails)}]"
-    if is_qkv:
-        return f"{prefix}.qkv/{op}_fused" if prefix else f"qkv/{op}_fused"
-    return f"{prefix}/{op}_fused[{','.join(tails)}]" if prefix else f"{op}_fused[{','.join(tails)}]"
-
-
-def _prefix_scopes(ts_name: str, n_components: int) -> list[str]:
-    """The leading TorchScript scopes of `ts_name` that spell at most n module-path components."""
-    scopes = [s for s in ts_name.split("/")[1:-1] if s]
-    best: list[str] = []
-    for k in range(1, len(scopes) + 1):
-        if len(_join_scopes(scopes[:k]).split(".")) > n_components:
-            break
-        best = scopes[:k]
-    return best
+    """The module path of a node (from its name, else from its weight's name; onnx_names)."""
+    weight = node.inputs[1].name if len(node.inputs) > 1 else None
+    return module_path_or_weight(node.name or "", weight)
 
 
 # --------------------------------------------------------------------------------------------

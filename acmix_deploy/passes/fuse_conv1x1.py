@@ -22,13 +22,12 @@ from collections import defaultdict
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from acmix_deploy.onnx_names import fused_name, module_path
 from acmix_deploy.passes._graph import (
     Namer,
     constant_value,
-    fused_name,
     int_list,
     is_onnx_op,
-    module_path,
     node_module_path,
 )
 

@@ -111,24 +111,11 @@ class OptimizeReport:
 
 def load_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, int]:
     """The model (external data loaded) and its size on disk including external data files."""
-    from acmix_deploy.precision.modelio import check_finite, load_model as load_onnx
+    from acmix_deploy.onnxio import attach_external_data, check_finite, load_model as load_onnx, size_on_disk
 
-    path = Path(path)
     model = load_onnx(path, load_external_data=False)  # the one loader's messages (empty, not ONNX ...)
-    try:
-        files = {
-            entry.value
-            for t in model.graph.initializer
-            if t.data_location == onnx.TensorProto.EXTERNAL
-            for entry in t.external_data
-            if entry.key == "location"
-        }
-        size = path.stat().st_size + sum((path.parent / f).stat().st_size for f in files if (path.parent / f).exists())
-        if files:
-            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-    except Exception as exc:  # noqa: BLE001 - protobuf / onnx raise assorted types
-        first = first_line(exc)
-        raise AcmixError(f"cannot read ONNX file {path}: {first}") from None
+    size = size_on_disk(path, model)
+    attach_external_data(model, path)
     check_finite(model, path)
     return model, size
 
@@ -448,7 +435,7 @@ def graph_signature(model: onnx.ModelProto) -> tuple:
 
 
 def _model_name(model_name: str | None, path: str | os.PathLike[str]) -> str:
-    from acmix_deploy.precision.modelio import load_model as load_light, model_name as name_of
+    from acmix_deploy.onnxio import load_model as load_light, model_name as name_of
 
     return model_name or name_of(load_light(path, load_external_data=False), path)
 

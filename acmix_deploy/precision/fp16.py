@@ -35,7 +35,7 @@ from onnx import TensorProto, helper, numpy_helper
 from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.precision import calib, typefix
-from acmix_deploy.precision.modelio import load_source, write_verified
+from acmix_deploy.onnxio import load_source, write_verified
 from acmix_deploy.parity import ParityResult, judge
 from acmix_deploy.precision.verify import compare_models
 from acmix_deploy.runners import OnnxRuntimeRunner, padded_chunks
@@ -447,7 +447,7 @@ def convert_fp16(
     """
     log = log or (lambda _m: None)
     from acmix_deploy import validate
-    from acmix_deploy.precision.modelio import check_output
+    from acmix_deploy.workspace import check_output
 
     margin = validate.positive_float(margin, "--margin")  # 65504 / margin: 0 divides, < 0 keeps all fp32
     validate.positive_int(samples, "--samples", allow_none=False)

@@ -47,7 +47,7 @@ from acmix_deploy.errors import AcmixError
 from acmix_deploy.precision import calib
 from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Split
 from acmix_deploy.precision.fp16 import _Index, _is_constant, output_producers, plan_fp16, to_fp16
-from acmix_deploy.precision.modelio import load_source, write_verified
+from acmix_deploy.onnxio import input_info, load_model, load_source, save_model, write_verified
 from acmix_deploy.parity import ParityResult, judge
 from acmix_deploy.precision.verify import compare_models
 
@@ -222,7 +222,7 @@ def _quantize(
 ) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static, save_tensors_data
 
-    in_name, dims = calib.input_info(model)
+    in_name, dims = input_info(model)
     batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else 8
     if isinstance(dims[0], int) and dims[0] > 0 and len(calib_x) % batch:
         keep = len(calib_x) - len(calib_x) % batch
@@ -239,7 +239,7 @@ def _quantize(
     with tempfile.TemporaryDirectory(prefix="acmix-int8-") as tmp_name:
         tmp = Path(tmp_name)
         src, dst, ranges = tmp / "fp32.onnx", tmp / "int8.onnx", tmp / "ranges.json"
-        onnx.save_model(prepared, str(src))
+        save_model(prepared, src)
         with _quiet_ort_quantization():
             save_tensors_data(_calibrate(src, tmp, _Reader(in_name, calib_x, batch), method, percentile), ranges)
             quantize_static(
@@ -257,7 +257,7 @@ def _quantize(
                 extra_options=extra,
                 calibration_cache_path=ranges,
             )
-        return onnx.load(str(dst))
+        return load_model(dst)
 
 
 def _fp16_rest_plan(model: onnx.ModelProto, samples: np.ndarray):
@@ -343,7 +343,7 @@ def quantize_int8(
         raise AcmixError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if calib_size < 1 or holdout < 1:
         raise AcmixError("--calib-size and the held-out count must be at least 1")
-    from acmix_deploy.precision.modelio import check_output
+    from acmix_deploy.workspace import check_output
 
     src, name = load_source(onnx_path, model)
     check_output(onnx_path, output, name, ".int8.onnx", workspace, record, calib_data)
@@ -357,7 +357,7 @@ def quantize_int8(
     if total is None:
         source = f"random noise ({len(calib_x)} inputs: at most {RANDOM_CALIB_MAX} for random data)"
     else:
-        source = f"{calib_data} ({inputs.pre.describe()})"
+        source = f"{calib_data} ({inputs.pre.describe()}, from {inputs.pre.source})"
     log(f"calibrating {method} ranges on {len(calib_x)} inputs and inserting Q/DQ (split {split})")
     q = _quantize(src, plan, calib_x, method, percentile)
     check_trt_qdq(q)

@@ -21,12 +21,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from acmix_deploy.errors import AcmixError
+from acmix_deploy.fileio import atomic_dir, current_umask
+from acmix_deploy.preprocess import PRE_KEYS
 from acmix_deploy.serve import config as cfg
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -96,32 +97,24 @@ def _onnx_tensors(values: Any) -> list[cfg.TensorSpec]:
 
 
 def inspect_onnx(path: Path) -> ArtifactInfo:
-    import onnx
+    from acmix_deploy.onnxio import load_model, metadata_values
 
-    from acmix_deploy.imaging import json_value
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and others for a damaged file
-        raise AcmixError(f"{path} is not a readable ONNX file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    meta = {p.key: json_value(p.value) for p in proto.metadata_props}
+    proto = load_model(path, load_external_data=False)
+    meta = metadata_values(proto)
     init = {i.name for i in proto.graph.initializer}
     inputs = _onnx_tensors([i for i in proto.graph.input if i.name not in init])
     classes = meta.get("classes") if isinstance(meta.get("classes"), list) else None
-    pre_keys = ("input_size", "mean", "std", "crop_ratio", "interpolation")
-    pre = _canonical_pre({k: meta[k] for k in pre_keys if k in meta}) if all(k in meta for k in pre_keys[:4]) else None
+    pre = _canonical_pre({k: meta[k] for k in PRE_KEYS if k in meta}) if all(k in meta for k in PRE_KEYS[:4]) else None
     name = str(meta.get("model") or path.stem)
     return ArtifactInfo(path, "onnx", name, inputs, _onnx_tensors(proto.graph.output), classes, pre)
 
 
 def _canonical_pre(pre: dict[str, Any]) -> dict[str, Any]:
-    """The preprocessing a self-contained model.py reads: input_size as one int, lists of floats."""
-    size = pre["input_size"]
-    return {
-        "input_size": int(size[-1] if isinstance(size, list) else size),
-        "mean": [float(v) for v in pre["mean"]], "std": [float(v) for v in pre["std"]],
-        "crop_ratio": float(pre["crop_ratio"]), "interpolation": str(pre.get("interpolation", "bilinear")).lower(),
-    }
+    """The preprocessing a self-contained model.py reads (preprocess.Preprocessing's dict: input_size as
+    one int, lists of floats), validated."""
+    from acmix_deploy.preprocess import Preprocessing
+
+    return Preprocessing.from_dict(pre).to_dict()
 
 
 def inspect_engine(path: Path, allow_rtx: bool = False) -> ArtifactInfo:
@@ -301,12 +294,6 @@ def plan(artifacts: list[Path], options: RepoOptions) -> tuple[list[PlannedModel
     return planned, notes
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_model(root: Path, model: PlannedModel, mask: int) -> None:
     folder = root / model.spec.name
     (folder / "1").mkdir(parents=True, mode=0o777 & ~mask)
@@ -337,30 +324,14 @@ def write_repository(models: list[PlannedModel], out: Path, force: bool = False)
     names = [m.spec.name for m in models]
     if len(set(names)) != len(names):
         raise AcmixError(f"two models would share a name: {names}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    except OSError as exc:
-        raise AcmixError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
-    mask = _umask()
-    old: Path | None = None
-    try:
-        os.chmod(tmp, 0o777 & ~mask)
+    mask = current_umask()
+    with atomic_dir(out, replace=True) as tmp:  # a temp folder beside `out`, swapped in when complete
         for model in models:  # ensembles last: validation checks their steps against the folders present
             if model.spec.platform != "ensemble":
                 _write_model(tmp, model, mask)
         for model in models:
             if model.spec.platform == "ensemble":
                 _write_model(tmp, model, mask)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
     return out
 
 

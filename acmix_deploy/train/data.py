@@ -1,9 +1,8 @@
 """ImageFolder-style datasets and the two image pipelines (train / eval), with PIL and numpy only.
 
 torchvision is not a dependency, so the few pieces needed live here:
-* `Preprocessing`: what a model expects (the card's input size, mean, std, crop ratio, interpolation);
-* `eval_transform`: resize the shorter side to round(size / crop_ratio), center crop, normalize
-  (the same rule the calibration loader of the precision tools uses, so both see the same pixels);
+* `EvalOnly`: acmix_deploy.preprocess's one eval pipeline as a dataset transform (int8 calibration
+  and `acmix-deploy eval` apply the same one, so all three see the same pixels for the same file);
 * `TrainTransform`: random resized crop on a float box (small images such as 8x8 digits are cut at
   sub-pixel positions instead of whole pixels), optional horizontal flip, normalize;
 * `ImageFolder`: class subfolders of images; a corrupt file yields `None` instead of raising, so the
@@ -20,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,69 +28,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from acmix_deploy.errors import AcmixError, first_line
-from acmix_deploy.imaging import (
-    IMAGE_SUFFIXES,
-    INTERPOLATIONS,
-    list_images,
-    normalize,
-    resample_filter,
-    resize_center_crop,
-)
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a model wants its images: the model card's input section."""
-
-    input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    crop_ratio: float
-    interpolation: str = "bilinear"
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        size = data["input_size"]
-        if isinstance(size, (list, tuple)):
-            if len(set(int(s) for s in size[-2:])) != 1:
-                raise AcmixError(f"only square inputs are supported, got input_size {list(size)}")
-            size = size[-1]
-        pre = cls(
-            input_size=int(size),
-            mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
-            crop_ratio=float(data["crop_ratio"]),
-            interpolation=str(data.get("interpolation", "bilinear")).lower(),
-        )
-        pre.validate()
-        return pre
-
-    def validate(self) -> None:
-        if self.input_size < 1:
-            raise AcmixError(f"input size must be positive, got {self.input_size}")
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise AcmixError("mean and std need 3 values (R, G, B)")
-        if any(s <= 0 for s in self.std):
-            raise AcmixError(f"std values must be positive, got {list(self.std)}")
-        if not 0 < self.crop_ratio <= 1:
-            raise AcmixError(f"crop ratio must be in (0, 1], got {self.crop_ratio}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise AcmixError(f"unknown interpolation {self.interpolation!r}; use one of {', '.join(INTERPOLATIONS)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The model card's `preprocessing()` layout (JSON-ready: lists, not tuples)."""
-        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
-
-    def describe(self) -> str:
-        return (
-            f"{self.input_size} px, crop ratio {self.crop_ratio:g}, {self.interpolation}, "
-            f"mean {[round(m, 4) for m in self.mean]}, std {[round(s, 4) for s in self.std]}"
-        )
-
-
-def eval_transform(image: Any, pre: Preprocessing) -> np.ndarray:
-    """Resize the shorter side to round(size / crop_ratio), center crop size x size, normalize."""
-    size = pre.input_size
-    return normalize(resize_center_crop(image, size, size, pre.crop_ratio, pre.interpolation), pre.mean, pre.std)
+from acmix_deploy.preprocess import IMAGE_SUFFIXES, Preprocessing, decode, list_images, normalize, resample_filter
 
 
 @dataclass(frozen=True)
@@ -193,8 +130,7 @@ class ImageFolder(Dataset):
 
         path = self.samples[index][0]
         try:
-            with Image.open(path) as img:
-                return img.convert("RGB"), ""
+            return decode(path), ""
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             return None, first_line(exc)
 
@@ -241,7 +177,7 @@ class EvalOnly:
         self.pre = pre
 
     def __call__(self, image: Any, item: Any) -> np.ndarray:
-        return eval_transform(image, self.pre)
+        return self.pre(image)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.imaging import resample_filter
+from acmix_deploy.preprocess import resample_filter
 from acmix_deploy.fileio import atomic_path
 
 SPLIT_SEED = 0

@@ -26,13 +26,13 @@ from torch.utils.data import DataLoader
 from acmix_deploy.checkpoint import load_into, read_checkpoint, save_checkpoint
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.nn.acmix_train import form_of, to_form
+from acmix_deploy.preprocess import Preprocessing
 from acmix_deploy.train import distributed as D
 from acmix_deploy.train.config import TrainConfig, new_config, resumed_config
 from acmix_deploy.train.data import (
     EpochSampler,
     EvalOnly,
     ImageFolder,
-    Preprocessing,
     SeededTrain,
     ShardSampler,
     TrainTransform,
@@ -227,7 +227,7 @@ def _train(
     if resume is not None:
         load_into(model, resume.state_dict, strict=True)
     to_form(model, config.form)  # same parameters and keys in either form; draws no random numbers
-    pre = Preprocessing.from_dict(model.card.preprocessing())
+    pre = Preprocessing.from_card(model.card)
     model.to(device)
 
     transform = TrainTransform(pre, scale=(config.min_scale, 1.0), hflip=config.hflip)

@@ -30,12 +30,13 @@ import acmix_deploy
 from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.fileio import atomic_path, sha256_file
-from acmix_deploy.precision.modelio import default_output, load_model, model_name
+from acmix_deploy.onnxio import load_model, model_name
 from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, load_trt, make_logger
 from acmix_deploy.trt.gpu import gpu_info
 from acmix_deploy.trt.sidecar import (
     Sidecar, TensorInfo, format_capability, parse_capability, sidecar_path, stored_onnx_path,
 )
+from acmix_deploy.workspace import default_output
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
           "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}

@@ -15,7 +15,7 @@ import onnx
 import torch
 from torch import nn
 
-from acmix_deploy.bench.naming import node_module_path
+from acmix_deploy.onnx_names import module_path
 from acmix_deploy.bench.sources import ModelSource
 
 
@@ -106,7 +106,7 @@ def export(model: nn.Module, path: Path, img_size: int, naming: str = "dotted") 
     if naming == "dotted":
         proto = onnx.load(str(path))
         for i, node in enumerate(proto.graph.node):
-            path_ = node_module_path(node.name)
+            path_ = module_path(node.name)
             node.name = f"{path_}/{node.op_type}_{i}" if path_ else f"{node.op_type}_{i}"
         onnx.save(proto, str(path))
     return path

@@ -1,16 +1,8 @@
 import pytest
 
-from acmix_deploy.bench.naming import (
-    ATTENTION,
-    CONV,
-    REST,
-    STAGE1,
-    classify,
-    engine_layer_node,
-    find_blocks,
-    node_module_path,
-    resolve_node,
-)
+from acmix_deploy.bench.naming import ATTENTION, CONV, REST, STAGE1, classify, find_blocks
+from acmix_deploy.onnx_names import engine_layer_node, resolve_node
+from acmix_deploy.onnx_names import module_path as node_module_path
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import onnx
 
-from acmix_deploy.bench.naming import ATTENTION, CONV, REST, STAGE1, classify, find_blocks, node_module_path
+from acmix_deploy.bench.naming import ATTENTION, CONV, REST, STAGE1, classify, find_blocks
+from acmix_deploy.onnx_names import module_path
 from acmix_deploy.archs.san_parts import AGGREGATION, WEIGHT_NET
 from acmix_deploy.bench.profile import profile_onnxruntime
 
@@ -19,7 +20,7 @@ def test_san_acmix_export_parts_and_ops(small_export):
     assert channels == [128, 256, 512, 1024] and sides == [16, 8, 4, 2]
     ops = {n.op_type for n in model.graph.node}
     assert not ops & {"Col2Im", "Im2Col", "Unfold", "Pad", "Loop", "NonZero"}
-    paths = [node_module_path(n.name) for n in model.graph.node]
+    paths = [module_path(n.name) for n in model.graph.node]
     blocks = find_blocks(paths)
     assert blocks == [f"layer{i}.0.sam" for i in range(5)]
     found = {}

@@ -11,6 +11,7 @@ from PIL import Image
 
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.precision import calib
+from acmix_deploy.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 
 def _with_meta(tiny_onnx, **meta) -> onnx.ModelProto:
@@ -25,17 +26,17 @@ def _with_meta(tiny_onnx, **meta) -> onnx.ModelProto:
 
 
 def test_preprocess_from_metadata_and_defaults(tiny_onnx):
-    pre = calib.preprocess_from_onnx(onnx.load(tiny_onnx))
+    pre = calib.preprocess_of(onnx.load(tiny_onnx))
     assert (pre.height, pre.width, pre.mean, pre.crop_ratio, pre.source) == (8, 8, (0.5, 0.5, 0.5), 1.0, "ONNX metadata")
     bare = _with_meta(tiny_onnx, mean=None, std=None, crop_ratio=None, input_size=None)
-    d = calib.preprocess_from_onnx(bare)
+    d = calib.preprocess_of(bare)
     # the static graph size (8) wins; the rest falls back to ImageNet defaults
-    assert (d.height, d.mean, d.std, d.crop_ratio, d.source) == (8, calib.IMAGENET_MEAN, calib.IMAGENET_STD, 0.875,
-                                                               "ImageNet defaults")
+    assert (d.height, d.mean, d.std, d.crop_ratio, d.source) == (8, IMAGENET_MEAN, IMAGENET_STD, 0.875,
+                                                               "graph shape + ImageNet defaults")
 
 
 def test_image_folder_resize_crop_normalise(tmp_path):
-    pre = calib.Preprocess(4, 4, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), crop_ratio=0.5)
+    pre = Preprocessing(4, 4, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), crop_ratio=0.5)
     for cls, color in (("cat", (255, 0, 0)), ("dog", (0, 128, 255))):
         (tmp_path / cls).mkdir()
         img = Image.new("RGB", (20, 10), color)
@@ -61,7 +62,7 @@ def test_calibration_reads_the_files_training_and_eval_read(tmp_path):
 
 
 def test_npy_source_and_errors(tmp_path):
-    pre = calib.Preprocess(8, 8, (0.0,) * 3, (1.0,) * 3, 1.0)
+    pre = Preprocessing(8, 8, (0.0,) * 3, (1.0,) * 3, 1.0)
     arr = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
     np.save(tmp_path / "imgs.npy", arr)
     x = calib.load_images(tmp_path / "imgs.npy", pre, indices=[1, 4])
@@ -84,24 +85,9 @@ def test_split_is_disjoint_and_keeps_a_holdout():
 
 
 def test_random_source_looks_like_images():
-    pre = calib.Preprocess(8, 8)
+    pre = Preprocessing(8, 8)
     x = calib.load_images("random", pre, count=4, seed=1)
     lo = (0 - np.array(pre.mean)) / np.array(pre.std)
     hi = (1 - np.array(pre.mean)) / np.array(pre.std)
     assert x.shape == (4, 3, 8, 8)
     assert (x.min(axis=(0, 2, 3)) >= lo - 1e-5).all() and (x.max(axis=(0, 2, 3)) <= hi + 1e-5).all()
-
-
-def test_calibration_sees_the_eval_pixels():
-    """int8 calibration and `acmix-deploy eval` / training validation preprocess an image identically."""
-    from PIL import Image
-
-    from acmix_deploy.precision.calib import Preprocess, preprocess_image
-    from acmix_deploy.train.data import Preprocessing, eval_transform
-
-    rgb = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
-    image = Image.fromarray(rgb)
-    for interpolation in ("bilinear", "bicubic"):
-        calib = Preprocess(32, 32, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), 0.8, interpolation)
-        pre = Preprocessing(32, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), 0.8, interpolation)
-        assert np.array_equal(preprocess_image(image, calib), eval_transform(image, pre))

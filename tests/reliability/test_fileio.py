@@ -89,3 +89,18 @@ def test_destination_checks(tmp_path: Path) -> None:
         fileio.check_destination(tmp_path / "p", "-o")
     with pytest.raises(AcmixError, match="not a regular file"):
         fileio.check_input_file(tmp_path / "p")
+
+
+def test_atomic_dir_replace_swaps_whole_folders(tmp_path: Path) -> None:
+    """replace=True (the Triton repository): the old folder until the new one is complete, then only the new."""
+    dest = tmp_path / "repo"
+    with fileio.atomic_dir(dest) as tmp:
+        (tmp / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), fileio.atomic_dir(dest, replace=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+        raise RuntimeError("a config failed validation")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"] and os.listdir(dest) == ["old.txt"]
+    with fileio.atomic_dir(dest, replace=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"] and os.listdir(dest) == ["new.txt"]
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o777 & ~fileio.current_umask()

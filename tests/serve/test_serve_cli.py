@@ -186,7 +186,7 @@ def test_serve_bad_artifact_is_one_line(tmp_path):
     env = _env(tmp_path)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
-    for target, message in ((tmp_path / "missing.onnx", "does not exist"), (bad, "is not a readable ONNX file")):
+    for target, message in ((tmp_path / "missing.onnx", "does not exist"), (bad, "is not an ONNX model")):
         run = subprocess.run([sys.executable, "-m", "acmix_deploy.cli", "serve", str(target)],
                              capture_output=True, text=True, timeout=120, env=env)
         assert run.returncode == 2

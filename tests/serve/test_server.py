@@ -113,7 +113,7 @@ def test_preprocess_model_equals_eval_transform(served, digits_root):
     import tritonclient.http as httpclient
 
     from acmix_deploy.serve.repository import inspect_onnx
-    from acmix_deploy.train.data import Preprocessing, eval_transform
+    from acmix_deploy.preprocess import Preprocessing
 
     rng = np.random.default_rng(3)
     blobs = []
@@ -123,7 +123,7 @@ def test_preprocess_model_equals_eval_transform(served, digits_root):
         blobs.append(buf.getvalue())
     blobs.append(next((digits_root / "val" / "3").iterdir()).read_bytes())
     pre = Preprocessing.from_dict(inspect_onnx(next(served.repository.glob(f"{NAME}/1/model.onnx"))).preprocessing)
-    expected = np.stack([eval_transform(Image.open(io.BytesIO(b)).convert("RGB"), pre) for b in blobs])
+    expected = np.stack([pre(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs])
     data = np.array([[b] for b in blobs], dtype=object)
     item = httpclient.InferInput("image", list(data.shape), "BYTES")
     item.set_data_from_numpy(data)

@@ -183,15 +183,16 @@ def _linear_onnx(path: Path, weight: np.ndarray, size: int, fp16_io: bool) -> Pa
 def test_dynamic_batch_and_fp16_inputs_follow_their_own_metadata(small_digits, tmp_path):
     from PIL import Image
 
-    from acmix_deploy.train.data import ImageFolder, Preprocessing, eval_transform
+    from acmix_deploy.preprocess import Preprocessing
+    from acmix_deploy.train.data import ImageFolder
 
     weight = np.random.default_rng(0).normal(size=(3, 10)).astype(np.float32)
     fp32 = _linear_onnx(tmp_path / "lin.onnx", weight, 12, fp16_io=False)
     fp16 = _linear_onnx(tmp_path / "lin16.onnx", weight, 12, fp16_io=True)
     report = evaluate([fp32, fp16], small_digits, batch_size=7)
-    pre = Preprocessing(12, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 1.0, "nearest")
+    pre = Preprocessing(12, 12, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 1.0, "nearest")
     ds = ImageFolder(small_digits / "val")
-    x = np.stack([eval_transform(Image.open(p).convert("RGB"), pre) for p, _ in ds.samples])
+    x = np.stack([pre(Image.open(p).convert("RGB")) for p, _ in ds.samples])
     expected = (x.mean(axis=(2, 3)) @ weight).argmax(1)
     assert np.array_equal(report.results[0].top1_pred, expected)
     assert report.results[0].correct1 == int((expected == ds.targets).sum())

@@ -24,10 +24,11 @@ def _single_process_val_loss(checkpoint: Path, val_root: Path) -> float:
     import torch.nn.functional as F
 
     from acmix_deploy.registry import create_model
-    from acmix_deploy.train.data import EvalOnly, ImageFolder, Preprocessing
+    from acmix_deploy.preprocess import Preprocessing
+    from acmix_deploy.train.data import EvalOnly, ImageFolder
 
     model = create_model(None, checkpoint=checkpoint).eval()
-    ds = ImageFolder(val_root, EvalOnly(Preprocessing.from_dict(model.card.preprocessing())))
+    ds = ImageFolder(val_root, EvalOnly(Preprocessing.from_card(model.card)))
     items = [ds[i] for i in range(len(ds))]
     x = torch.from_numpy(np.stack([it[0] for it in items]))
     y = torch.tensor([it[1] for it in items])

@@ -1,10 +1,12 @@
-"""Loading, naming and saving ONNX models for the precision transforms (one-line errors)."""
+"""The one ONNX file module: load with one-line errors, validate, save atomically, read and write
+metadata. Every other module opens and writes ONNX files through it, so a missing, truncated or
+non-ONNX file gets the same message in every command, external data is handled one way, and every
+write goes through fileio's atomic helpers (complete or absent, never half-written)."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,21 +22,61 @@ if TYPE_CHECKING:
 # ONNX metadata_props keys that may carry the registry model name (export writes one of them)
 _NAME_KEYS = ("model_name", "model", "name")
 _TWO_GIB = 2**31 - 1
+WHAT = "ONNX file"  # the label of every message about an ONNX input
+
+
+def not_onnx(path: str | os.PathLike[str], why: str) -> AcmixError:
+    """THE wording for a file that exists but holds no readable ONNX model."""
+    return AcmixError(f"{path} is not an ONNX model ({why})")
 
 
 def load_model(path: str | os.PathLike[str], load_external_data: bool = True) -> onnx.ModelProto:
-    """The one ONNX loader: "X does not exist" / "X is a folder" / "X is not a regular file" /
-    "X is empty" / "X is not an ONNX model", each one line, for every command."""
+    """The one ONNX loader: "ONNX file X does not exist" / "... is a folder, not a file" / "... is not a
+    regular file" / "... is empty" (fileio.check_input_file), "X is not an ONNX model (why)" for a
+    truncated or foreign file, "X: cannot read its external data (why)"; each one line.
+
+    External data files (onnx's `location` entries, relative to the model's folder) are read only with
+    `load_external_data`; without it the initializers keep their references (shape-only readers)."""
     from acmix_deploy.fileio import check_input_file
 
-    path = check_input_file(path, "ONNX file")
+    path = check_input_file(path, WHAT)
     try:
-        model = onnx.load(str(path), load_external_data=load_external_data)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError / OSError / ValueError / RecursionError
-        raise AcmixError(f"{path} is not an ONNX model ({first_line(exc)})") from None
+        raise not_onnx(path, first_line(exc)) from None
     if not model.graph.node and not model.graph.output:
-        raise AcmixError(f"{path} is not an ONNX model (no graph)")
+        raise not_onnx(path, "no graph")
+    if load_external_data:
+        attach_external_data(model, path)
     return model
+
+
+def attach_external_data(model: onnx.ModelProto, path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Read the external data files of `model` (loaded from `path` without them) into it, in place."""
+    if external_files(model):
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(Path(path).parent))
+        except Exception as exc:  # noqa: BLE001 - a missing / short / escaping data file
+            raise AcmixError(f"{path}: cannot read its external data ({first_line(exc)})") from None
+    return model
+
+
+def external_files(model: onnx.ModelProto) -> set[str]:
+    """The external data files (relative `location`s) the model's initializers still refer to."""
+    return {
+        entry.value
+        for t in model.graph.initializer
+        if t.data_location == onnx.TensorProto.EXTERNAL
+        for entry in t.external_data
+        if entry.key == "location"
+    }
+
+
+def size_on_disk(path: str | os.PathLike[str], model: onnx.ModelProto | None = None) -> int:
+    """Bytes of the file plus the external data files `model` (loaded without them) refers to."""
+    path = Path(path)
+    files = external_files(model) if model is not None else set()
+    return path.stat().st_size + sum((path.parent / f).stat().st_size for f in files if (path.parent / f).is_file())
 
 
 # Ops whose weights are never legitimately infinite (an additive attention mask may hold -inf).
@@ -62,8 +104,45 @@ def check_finite(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
 
 
+def input_info(model: onnx.ModelProto) -> tuple[str, list[int | str]]:
+    """Name and dims (int, or the symbolic name) of the first real graph input (not an initializer)."""
+    inits = {i.name for i in model.graph.initializer}
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in inp.type.tensor_type.shape.dim]
+        return inp.name, dims
+    raise AcmixError("the model has no graph input")
+
+
+def json_value(raw: str) -> Any:
+    """An ONNX metadata_props value: JSON where it parses (export writes JSON), else the raw string."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+    except RecursionError:
+        raise AcmixError(f"ONNX metadata value {raw[:20]!r}... is nested too deeply to read (malformed file)") from None
+
+
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    """The metadata_props as stored (raw strings)."""
     return {p.key: p.value for p in model.metadata_props}
+
+
+def metadata_values(model: onnx.ModelProto) -> dict[str, Any]:
+    """The metadata_props decoded (`json_value`): what export wrote, as Python values."""
+    return {p.key: json_value(p.value) for p in model.metadata_props}
+
+
+def set_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
+    """Add / replace metadata_props entries, JSON-encoded like the ones export writes."""
+    props = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        if key in props:
+            props[key].value = json.dumps(value)
+        else:
+            model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=json.dumps(value)))
 
 
 def model_name(model: onnx.ModelProto, path: str | os.PathLike[str]) -> str:
@@ -95,21 +174,11 @@ def ensure_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def save_model_atomic(model: onnx.ModelProto, dest: str | os.PathLike[str]) -> Path:
+def save_model(model: onnx.ModelProto, dest: str | os.PathLike[str]) -> Path:
     """Write `model` to `dest` as one file, atomically (ACmix models are far below protobuf's 2 GiB)."""
     if model.ByteSize() > _TWO_GIB:
-        raise AcmixError("the transformed model exceeds 2 GiB, which single-file ONNX cannot hold")
+        raise AcmixError("the model exceeds 2 GiB, which single-file ONNX cannot hold")
     return write_bytes_atomic(dest, model.SerializeToString())
-
-
-def set_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
-    """Add / replace metadata_props entries, JSON-encoded like the ones export writes."""
-    props = {p.key: p for p in model.metadata_props}
-    for key, value in values.items():
-        if key in props:
-            props[key].value = json.dumps(value)
-        else:
-            model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=json.dumps(value)))
 
 
 def write_verified(
@@ -134,77 +203,9 @@ def write_verified(
     """
     if not report.passed:
         raise ParityError(report.line() + "; nothing written")
-    dest = Path(output) if output else default_output(Path(source), name, suffix, workspace)
+    dest = Path(output) if output else ws.default_output(Path(source), name, suffix, workspace)
     set_metadata(model, metadata)
-    path = save_model_atomic(model, dest)
+    path = save_model(model, dest)
     if record and ws.is_inside(dest, workspace):
         ws.record(kind, name, dest, {"source": str(Path(source).resolve()), **info}, workspace)
     return path
-
-
-def check_output(
-    source: str | os.PathLike[str],
-    output: str | os.PathLike[str] | None,
-    name: str,
-    suffix: str,
-    workspace: str | os.PathLike[str] | None = None,
-    record: bool = True,
-    data: str | os.PathLike[str] | None = None,
-) -> Path:
-    """The destination of a transform, checked before the work: a writable file location that is
-    neither the source nor the data file, and (when recording) a readable workspace manifest."""
-    from acmix_deploy.fileio import check_collisions, check_destination
-
-    dest = Path(output) if output else default_output(Path(source), name, suffix, workspace)
-    check_destination(dest, "-o")
-    inputs = {"input": source}
-    if data is not None and Path(data).exists():
-        inputs["--data"] = data
-    check_collisions(inputs, {"-o": dest})
-    if record:
-        ws.check_manifest(workspace)
-    return dest
-
-
-def resolve_input(
-    path: str | os.PathLike[str] | None,
-    kinds: tuple[str, ...] = (ws.ONNX_OPTIMIZED, ws.ONNX),
-    workspace: str | os.PathLike[str] | None = None,
-) -> tuple[Path, str | None, bool]:
-    """(path, workspace model name or None, taken_from_workspace) for an optional input file.
-
-    With no path: the newest model of the workspace (the model of its most recent record), and of
-    its files the newest of `kinds`."""
-    if path is not None:
-        return Path(path), None, False
-    art = newest_input(kinds, workspace)
-    return Path(art.path), art.model, True
-
-
-def newest_input(kinds: tuple[str, ...], workspace: str | os.PathLike[str] | None = None) -> ws.Artifact:
-    """The newest artifact of `kinds` of the workspace's newest model (else of any model)."""
-    latest = ws.newest_model(workspace)
-    try:
-        return ws.newest(kinds, model=latest.model, workspace=workspace)
-    except AcmixError:
-        return ws.newest(kinds, workspace=workspace)
-
-
-def resolve_input_verbose(
-    path: str | os.PathLike[str] | None,
-    workspace: str | os.PathLike[str] | None,
-    print_fn: Callable[[str], object],
-) -> tuple[Path, str | None]:
-    """`resolve_input` for the CLI: (path, workspace model name or None), saying which file was picked."""
-    resolved, model, from_ws = resolve_input(path, workspace=workspace)
-    if from_ws:
-        print_fn(f"input: {resolved} (newest fp32 ONNX of {model}, the newest model in the workspace)")
-    return resolved, model
-
-
-def default_output(
-    source: Path, model: str, suffix: str, workspace: str | os.PathLike[str] | None = None
-) -> Path:
-    """`<workspace>/<model>/<source stem><suffix>` (e.g. resnet_acmix26.opt.fp16.onnx)."""
-    stem = source.name[: -len(".onnx")] if source.name.endswith(".onnx") else source.stem
-    return ws.default_path(model, stem + suffix, workspace)
