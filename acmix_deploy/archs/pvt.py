@@ -21,28 +21,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from acmix_deploy.archs.swin import DropPath, Mlp
+from acmix_deploy.archs.family import Family, Structure, register_family
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.nn.pvt_attention import SRAttention
-
-BLOCK_EPS = 1e-6  # the original's norm_layer = partial(nn.LayerNorm, eps=1e-6); PatchEmbed.norm keeps 1e-5
-
-
-class PVTBlock(nn.Module):
-    """x + attn(norm1(x)); x + mlp(norm2(x)) (pre-norm transformer block)."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, sr_ratio: int, drop_path: float, acmix: bool,
-                 shift: str, fc_bias: bool):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=BLOCK_EPS)
-        self.attn = SRAttention(dim, heads, sr_ratio, True, acmix, shift, fc_bias)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=BLOCK_EPS)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), h, w))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+from acmix_deploy.nn.layers import init_transformer_weights
+from acmix_deploy.nn.pvt import BLOCK_EPS, PVTBlock
+from acmix_deploy.nn.pvt_deploy import PVTBlockDeploy
 
 
 class PVTPatchEmbed(nn.Module):
@@ -127,17 +110,7 @@ class PyramidVisionTransformer(nn.Module):
         for i in range(n):
             nn.init.trunc_normal_(getattr(self, f"pos_embed{i + 1}"), std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_transformer_weights)
 
     # ------------------------------------------------------------------ input sizes
     def _min_size(self) -> int:
@@ -220,3 +193,34 @@ class PyramidVisionTransformer(nn.Module):
         for tokens, _, _ in self._stages(x):
             pass
         return self.head(self.norm(tokens)[:, 0])
+
+
+def switch_pvt_to_deploy(model: PyramidVisionTransformer, img_size: int, **options) -> PyramidVisionTransformer:
+    """Replace every PVT block of `model` (already a private copy) by its deploy form for `img_size`."""
+    if options:
+        raise TypeError(f"PVT deploy takes no options, got {', '.join(sorted(options))}")
+    model.check_size(img_size)
+    grids = stage_grids(img_size, model.patch_size, model.num_stages)
+    for i, g in enumerate(grids):
+        blocks = getattr(model, f"block{i + 1}")
+        setattr(model, f"block{i + 1}", nn.ModuleList(
+            PVTBlockDeploy(b, g, g).to(b.norm1.weight.device) for b in blocks
+        ))
+    return model
+
+
+register_family(Family(
+    name="pvt",
+    network=PyramidVisionTransformer,
+    overrides={
+        "num_classes": "num_classes", "img_size": "img_size", "embed_dims": "embed_dims", "heads": "num_heads",
+        "depths": "depths", "sr_ratios": "sr_ratios", "mlp_ratios": "mlp_ratios", "shift": "shift",
+        "fc_bias": "fc_bias", "drop_path_rate": "drop_path_rate", "in_chans": "in_chans", "width": "width",
+    },
+    deploy=switch_pvt_to_deploy,
+    structure=Structure(
+        stage1={"MatMul": 2, "Add": 2}, optional={"Conv": 1, "LayerNormalization": 1},
+        note="q and kv of every attention are two projections (MatMul + bias Add each); where the "
+             "spatial-reduction ratio r > 1, sr's Conv and norm's LayerNormalization come before kv",
+    ),
+))

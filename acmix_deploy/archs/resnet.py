@@ -12,8 +12,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from acmix_deploy.archs.family import Family, Structure, register_family
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.nn.acmix import ACmix, out_size
+from acmix_deploy.nn.acmix_train import ACmixTrain
+from acmix_deploy.nn.deploy import switch_acmix_blocks
 
 
 def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -165,3 +168,19 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_stages(x)[-1])
+
+
+register_family(Family(
+    name="resnet",
+    network=ResNet,
+    overrides={
+        "num_classes": "num_classes", "img_size": "img_size", "width": "width", "k_att": "k_att",
+        "heads": "heads", "k_conv": "k_conv", "shift": "shift", "layers": "layers", "in_chans": "in_chans",
+    },
+    deploy=switch_acmix_blocks,
+    train_forms=(ACmixTrain,),
+    structure=Structure(
+        stage1={"Conv": 1, "Split": 1}, optimized=True,
+        note="after the passes q, k and v of every ACmix block are one 1x1 Conv and one Split (three Convs before)",
+    ),
+))

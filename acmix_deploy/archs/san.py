@@ -14,8 +14,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from acmix_deploy.archs.family import Family, Structure, register_family
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.nn.san import SANBottleneck
+from acmix_deploy.nn.san_deploy import switch_san_to_deploy
 
 STAGE_MULTIPLIERS = (1, 4, 8, 16, 32)
 
@@ -111,3 +113,19 @@ class SAN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_stages(x)[-1])
+
+
+register_family(Family(
+    name="san",
+    network=SAN,
+    overrides={
+        "num_classes": "num_classes", "img_size": "img_size", "width": "width", "layers": "layers",
+        "kernels": "kernels", "in_chans": "in_chans", "shift": "shift", "fc_bias": "fc_bias",
+        "acmix_stage0": "acmix_stage0",
+    },
+    deploy=switch_san_to_deploy,
+    structure=Structure(
+        stage1={"Conv": 1},
+        note="x1, x2 and x3 of every SAM are one 1x1 Conv (qkv; the Split after it sits at the SAM's own path)",
+    ),
+))

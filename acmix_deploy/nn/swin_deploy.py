@@ -1,4 +1,4 @@
-"""Deploy form of Swin Transformer / Swin-ACmix blocks: the same function as archs/swin.py, shaped
+"""Deploy form of Swin Transformer / Swin-ACmix blocks: the same function as nn/swin.py, shaped
 for inference engines.
 
 * No torch.roll and no window_partition transposes: the cyclic shift and the window partition are one
@@ -21,8 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from acmix_deploy.archs.swin import SwinBlock, SwinTransformer, WindowAttention, window_partition
-from acmix_deploy.nn.deploy import sum_shifted
+from acmix_deploy.nn.swin import SwinBlock, WindowAttention, window_partition
+from acmix_deploy.nn.deploy import _set_module, sum_shifted
 
 
 def _rolled_window_order(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
@@ -241,10 +241,11 @@ class SwinBlockDeploy(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def switch_swin_to_deploy(model: SwinTransformer, **options) -> SwinTransformer:
-    """Replace every SwinBlock of `model` (already a private copy) by its deploy form, in place."""
+def switch_swin_to_deploy(model: nn.Module, img_size: int | None = None, **options) -> nn.Module:
+    """Replace every SwinBlock of `model` (already a private copy) by its deploy form, in place. The
+    blocks know their resolution, so `img_size` is not needed (the Swin network is built for one)."""
     if options:
         raise TypeError(f"Swin deploy takes no options, got {', '.join(sorted(options))}")
-    for layer in model.layers:
-        layer.blocks = nn.ModuleList(SwinBlockDeploy(b).to(b.norm1.weight.device) for b in layer.blocks)
+    for name, block in [(n, m) for n, m in model.named_modules() if isinstance(m, SwinBlock)]:
+        _set_module(model, name, SwinBlockDeploy(block).to(block.norm1.weight.device))
     return model
