@@ -23,24 +23,9 @@ import torch.nn.functional as F
 
 from acmix_deploy.archs.family import Family, Structure, register_family
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.nn.layers import init_transformer_weights
+from acmix_deploy.nn.layers import PatchEmbed, drop_path_rates, init_transformer_weights
 from acmix_deploy.nn.pvt import BLOCK_EPS, PVTBlock
 from acmix_deploy.nn.pvt_deploy import PVTBlockDeploy
-
-
-class PVTPatchEmbed(nn.Module):
-    """Conv2d with kernel = stride = patch, then LayerNorm: (B, C, H, W) -> rows (B, H' * W', C')."""
-
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        x = self.proj(x)
-        h, w = x.shape[-2:]
-        return self.norm(x.flatten(2).transpose(1, 2)), int(h), int(w)
 
 
 def stage_grids(size: int, patch_size: int = 4, n_stages: int = 4) -> list[int]:
@@ -90,17 +75,15 @@ class PyramidVisionTransformer(nn.Module):
         self.min_size = self._min_size()
         self.check_size(img_size)
         self.pos_grids = stage_grids(img_size, patch_size, n)
-        dpr = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]  # linspace(0, rate)
+        dpr = drop_path_rates(drop_path_rate, depths)
         self.feature_channels = list(embed_dims)
-        cur = 0
         for i in range(n):
-            embed = PVTPatchEmbed(patch_size if i == 0 else 2, in_chans if i == 0 else embed_dims[i - 1], embed_dims[i])
+            embed = PatchEmbed(patch_size if i == 0 else 2, in_chans if i == 0 else embed_dims[i - 1], embed_dims[i])
             tokens = self.pos_grids[i] ** 2 + (1 if i == n - 1 else 0)
             blocks = nn.ModuleList(
-                PVTBlock(embed_dims[i], num_heads[i], mlp_ratios[i], sr_ratios[i], dpr[cur + j], acmix, shift, fc_bias)
+                PVTBlock(embed_dims[i], num_heads[i], mlp_ratios[i], sr_ratios[i], dpr[i][j], acmix, shift, fc_bias)
                 for j in range(depths[i])
             )
-            cur += depths[i]
             setattr(self, f"patch_embed{i + 1}", embed)
             setattr(self, f"pos_embed{i + 1}", nn.Parameter(torch.zeros(1, tokens, embed_dims[i])))
             setattr(self, f"block{i + 1}", blocks)

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from acmix_deploy.archs.family import Family, Structure, register_family
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.nn.layers import init_transformer_weights
+from acmix_deploy.nn.layers import PatchEmbed, drop_path_rates, init_transformer_weights
 from acmix_deploy.nn.swin import SwinBlock
 from acmix_deploy.nn.swin_deploy import switch_swin_to_deploy
 from acmix_deploy.nn.swin_train import WindowAttentionTrain
@@ -32,12 +32,12 @@ class PatchMerging(nn.Module):
         return self.reduction(self.norm(x.view(b, -1, 4 * c)))
 
 
-class PatchEmbed(nn.Module):
+class SwinPatchEmbed(PatchEmbed):
+    """The patch embedding of a Swin model built for one input size: other sizes are refused."""
+
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int):
-        super().__init__()
-        self.img_size, self.patch_size = img_size, patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim)
+        super().__init__(patch_size, in_chans, embed_dim)
+        self.img_size = img_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != (self.img_size, self.img_size):
@@ -45,7 +45,7 @@ class PatchEmbed(nn.Module):
                 f"input is {x.shape[-2]}x{x.shape[-1]} but this Swin model was built for "
                 f"{self.img_size}x{self.img_size} (rebuild it with img_size=...)"
             )
-        return self.norm(self.proj(x).flatten(2).transpose(1, 2))
+        return super().forward(x)[0]
 
 
 class BasicLayer(nn.Module):
@@ -105,10 +105,9 @@ class SwinTransformer(nn.Module):
             )
         self.img_size, self.num_classes = img_size, num_classes
         self.min_size = min_swin_size(patch_size, n_stages, window_size)
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.patch_embed = SwinPatchEmbed(img_size, patch_size, in_chans, embed_dim)
         res = img_size // patch_size
-        n_blocks = sum(depths)
-        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]  # stochastic depth decay
+        dpr = drop_path_rates(drop_path_rate, depths)  # stochastic depth decay
         self.layers = nn.ModuleList()
         self.feature_channels = []
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
@@ -116,7 +115,7 @@ class SwinTransformer(nn.Module):
             r = res // 2**i
             layer = BasicLayer(
                 dim, (r, r), depth, heads, window_size, mlp_ratio,
-                dpr[sum(depths[:i]) : sum(depths[: i + 1])], i < n_stages - 1, acmix, shift,
+                dpr[i], i < n_stages - 1, acmix, shift,
             )
             self.layers.append(layer)
             self.feature_channels.append(dim)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
 
@@ -43,3 +45,36 @@ def init_transformer_weights(m: nn.Module) -> None:
     elif isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
+
+
+def drop_path_rates(rate: float, depths: Sequence[int]) -> list[list[float]]:
+    """Stochastic depth per block, stage by stage: linspace(0, rate) over all blocks (official Swin / PVT)."""
+    n = sum(depths)
+    rates = [rate * i / max(n - 1, 1) for i in range(n)]
+    starts = [sum(depths[:i]) for i in range(len(depths))]
+    return [rates[start : start + depth] for start, depth in zip(starts, depths)]
+
+
+def linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """An nn.Linear holding these (folded) tensors, in their dtype (the deploy forms build them)."""
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+    lin.weight.data.copy_(weight)
+    if bias is not None:
+        lin.bias.data.copy_(bias)
+    return lin
+
+
+class PatchEmbed(nn.Module):
+    """Conv2d with kernel = stride = patch, then LayerNorm: (B, C, H, W) -> rows (B, H' * W', C'), H', W'
+    (keys proj, norm: Swin's and PVT's)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        x = self.proj(x)
+        h, w = x.shape[-2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), int(h), int(w)

@@ -19,16 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from acmix_deploy.nn.layers import linear as _linear
 from acmix_deploy.nn.pvt import PVTBlock
 from acmix_deploy.nn.pvt_attention import SRAttention
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
-    lin.weight.data.copy_(weight)
-    if bias is not None:
-        lin.bias.data.copy_(bias)
-    return lin
 
 
 def _depthwise(weight: torch.Tensor) -> nn.Conv2d:

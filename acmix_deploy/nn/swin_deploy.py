@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from acmix_deploy.nn.swin import SwinBlock, WindowAttention, window_partition
 from acmix_deploy.nn.deploy import _set_module, sum_shifted
+from acmix_deploy.nn.layers import linear
 
 
 def _rolled_window_order(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
@@ -37,14 +38,6 @@ def _rolled_order(h: int, w: int, shift: int) -> torch.Tensor:
     """Original flat position of every token of the rolled (by -shift) map, in raster order."""
     pos = torch.arange(h * w).reshape(h, w)
     return torch.roll(pos, shifts=(-shift, -shift), dims=(0, 1)).reshape(-1)
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
-    lin.weight.data.copy_(weight)
-    if bias is not None:
-        lin.bias.data.copy_(bias)
-    return lin
 
 
 class ProjectionAndSum(nn.Module):
@@ -85,7 +78,7 @@ class SwinAttentionPath(nn.Module):
         self.register_buffer("bias", bias.contiguous(), persistent=False)
         weight = ref.proj.weight.detach() * out_scale
         # sum_in_proj: proj(rows) + other as one Gemm; the caller adds proj's bias to `other`
-        self.proj = ProjectionAndSum(weight) if sum_in_proj else _linear(weight, ref.proj.bias.detach() * out_scale)
+        self.proj = ProjectionAndSum(weight) if sum_in_proj else linear(weight, ref.proj.bias.detach() * out_scale)
 
     def forward(self, qkv: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
         """Output rows in the original frame; `other` (same rows, carrying proj's bias) is added inside
@@ -201,7 +194,7 @@ class WindowAttentionDeploy(nn.Module):
         bias = ref.qkv.bias.detach().clone()
         weight[:c] *= scale
         bias[:c] *= scale
-        self.qkv = _linear(weight, bias)
+        self.qkv = linear(weight, bias)
         rate1 = float(ref.rate1.detach()) if ref.acmix else 1.0
         rolled = bool(ref.acmix and shift)
         self.fused_projection = bool(ref.acmix and ref.dep_conv.mode != "tensor")
