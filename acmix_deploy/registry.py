@@ -1,24 +1,38 @@
-"""Model registry: the zoo cards in models/ (data) + the family builders in archs/ (code).
+"""Model registry: the zoo cards in models/ (data) + the families that register themselves (code).
 
 `create_model(name, checkpoint=None, **overrides)` builds a model from its card, applies overrides
 (num_classes, img_size, width, k_att, heads, window, shift, ...), and optionally loads weights.
 Every model carries `.card` (the card with overrides applied) and `.build_config` (name + overrides),
 which checkpoints written by this toolkit store so later commands rebuild the model from the file.
+
+Families (timm's `register_model` is the model): a card's `arch` names a family, and the family module
+acmix_deploy/archs/<arch>.py registers it with `register_family(Family(...))`: its network class, its
+override table, its deploy switch, the training forms of its blocks and its expected exported stage I
+(`Structure`). This module holds only the mechanics; no family is named here. Adding a family only adds
+files: archs/<arch>.py (network + registration), its blocks in nn/, optionally archs/<arch>_parts.py
+(torch-free part names for the profile, bench/naming.py) and its cards in models/.
+
+Importing this module, reading cards and `list_models` import no torch: a family module is imported
+only when one of its models is built or its `family(arch)` is asked for.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import importlib
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch.nn as nn
-
+from acmix_deploy.archs.family import Family, Structure, register_family, registered_family
 from acmix_deploy.errors import AcmixError
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 try:
     import tomllib
@@ -41,6 +55,7 @@ class ModelCard:
     num_classes: int
     baseline: str = ""
     paper: dict[str, float] = field(default_factory=dict)
+    counted: dict[str, float] = field(default_factory=dict)  # params_m / gmacs of the model as built here
     weights: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -85,6 +100,7 @@ def _parse_card(path: Path) -> ModelCard:
         num_classes=int(inp["num_classes"]),
         baseline=data.get("baseline", ""),
         paper=dict(data.get("paper", {})),
+        counted=dict(data.get("counted", {})),
         weights=dict(data.get("weights", {})),
     )
 
@@ -98,8 +114,10 @@ def _cards() -> dict[str, ModelCard]:
     return cards
 
 
-def list_models() -> list[str]:
-    return sorted(_cards())
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; `pattern` filters them with shell wildcards ("swin*")."""
+    names = sorted(_cards())
+    return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
 
 
 def get_card(name: str) -> ModelCard:
@@ -109,28 +127,24 @@ def get_card(name: str) -> ModelCard:
     return cards[name]
 
 
-# Override name -> constructor argument, per family.
-_OVERRIDES = {
-    "resnet": {
-        "num_classes": "num_classes", "img_size": "img_size", "width": "width", "k_att": "k_att",
-        "heads": "heads", "k_conv": "k_conv", "shift": "shift", "layers": "layers", "in_chans": "in_chans",
-    },
-    "swin": {
-        "num_classes": "num_classes", "img_size": "img_size", "width": "embed_dim", "embed_dim": "embed_dim",
-        "window": "window_size", "heads": "num_heads", "shift": "shift", "depths": "depths",
-        "drop_path_rate": "drop_path_rate", "in_chans": "in_chans", "patch_size": "patch_size",
-    },
-    "pvt": {
-        "num_classes": "num_classes", "img_size": "img_size", "embed_dims": "embed_dims", "heads": "num_heads",
-        "depths": "depths", "sr_ratios": "sr_ratios", "mlp_ratios": "mlp_ratios", "shift": "shift",
-        "fc_bias": "fc_bias", "drop_path_rate": "drop_path_rate", "in_chans": "in_chans", "width": "width",
-    },
-    "san": {
-        "num_classes": "num_classes", "img_size": "img_size", "width": "width", "layers": "layers",
-        "kernels": "kernels", "in_chans": "in_chans", "shift": "shift", "fc_bias": "fc_bias",
-        "acmix_stage0": "acmix_stage0",
-    },
-}
+def family(name: str) -> Family:
+    """The registered family `name` (a card's arch), importing acmix_deploy.archs.<name> on first use
+    (the module registers its family when imported; `register_family` also takes families from elsewhere)."""
+    if registered_family(name) is None:
+        try:
+            importlib.import_module(f"acmix_deploy.archs.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"acmix_deploy.archs.{name}":
+                raise
+    fam = registered_family(name)
+    if fam is None:
+        raise AcmixError(f"unknown model family {name!r}: no acmix_deploy/archs/{name}.py registers it")
+    return fam
+
+
+def list_families() -> list[str]:
+    """The families the cards name (no family module is imported)."""
+    return sorted({card.arch for card in _cards().values()})
 
 
 # Value types of the overrides (from --override, train options or a checkpoint's metadata).
@@ -166,32 +180,18 @@ def check_override(key: str, value: Any) -> None:
 
 
 def _build(card: ModelCard, overrides: dict[str, Any]) -> nn.Module:
-    from acmix_deploy.archs.resnet import ResNet
-    from acmix_deploy.archs.swin import SwinTransformer
-
-    table = _OVERRIDES[card.arch]
-    unknown = sorted(set(overrides) - set(table))
+    """The card's network with the overrides mapped through its family's table (checked first)."""
+    fam = family(card.arch)
+    unknown = sorted(set(overrides) - set(fam.overrides))
     if unknown:
         raise AcmixError(
-            f"unknown override(s) {', '.join(unknown)} for {card.name}; valid: {', '.join(sorted(table))}"
+            f"unknown override(s) {', '.join(unknown)} for {card.name}; valid: {', '.join(sorted(fam.overrides))}"
         )
     args = dict(card.args, num_classes=card.num_classes, img_size=card.input_size)
     for key, value in overrides.items():
         check_override(key, value)
-        if key == "heads" and card.arch == "swin" and isinstance(value, int):
-            value = [value * 2**i for i in range(len(args["depths"]))]  # heads of the first stage
-        args[table[key]] = value
-    if card.arch == "resnet":
-        return ResNet(**args)
-    if card.arch == "pvt":
-        from acmix_deploy.archs.pvt import PyramidVisionTransformer
-
-        return PyramidVisionTransformer(**args)
-    if card.arch == "san":
-        from acmix_deploy.archs.san import SAN
-
-        return SAN(**args)
-    return SwinTransformer(**args)
+        args[fam.overrides[key]] = value
+    return fam.network(**args)
 
 
 def build_defaults(

@@ -21,7 +21,25 @@ def test_list_models_json():
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert len(rows) == len(list_models())
     assert rows["resnet_acmix50"]["params_m"] == 18.33 and rows["swin_acmix_s"]["params_m"] == 50.35
+    assert rows["resnet_acmix50"]["paper_params_m"] == 18.6 and rows["resnet_acmix50"]["paper_gmacs"] == 3.6
+    assert rows["resnet_acmix50"]["gmacs"] == 3.5 and rows["swin_acmix_t"]["gmacs"] == 4.65
     assert rows["resnet_acmix50"]["paper_top1"] == 77.8
+
+
+def test_list_models_imports_no_heavy_backend():
+    """list-models reads the cards only: a fresh interpreter runs it without torch / onnxruntime / tensorrt."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['acmix-deploy', 'list-models', '--json']\n"
+        "from acmix_deploy.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = sorted(m for m in ('torch', 'onnxruntime', 'tensorrt') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stderr.splitlines()
+    assert len(json.loads(out.stdout)) == len(list_models())
 
 
 def test_info_json_reports_stage_split():

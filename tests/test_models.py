@@ -43,9 +43,12 @@ def test_registry_lists_every_counted_model():
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_parameter_counts(name):
-    with torch.device("meta"):
-        model = create_model(name)
-    assert sum(p.numel() for p in model.parameters()) == PARAMS[name]
+    """The count matches the official code's, and the card's counted fields (list-models prints them
+    without building a model) match the model as built: params and MACs at the card's input size."""
+    stats = model_stats(name)  # builds the model on the meta device and counts its MACs
+    assert stats.params == PARAMS[name]
+    counted = get_card(name).counted
+    assert counted == {"params_m": round(stats.params / 1e6, 2), "gmacs": round(stats.total_macs / 1e9, 2)}
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
@@ -111,3 +114,50 @@ def test_features_are_four_stages():
     feats = model.forward_stages(torch.randn(1, 3, 64, 64))
     assert [f.shape[1] for f in feats] == model.feature_channels
     assert [f.shape[-1] for f in feats] == [16, 8, 4, 2]
+
+
+def test_families_register_themselves():
+    from acmix_deploy.registry import family, list_families
+
+    assert list_families() == ["pvt", "resnet", "san", "swin"]
+    for name in list_families():
+        fam = family(name)
+        assert fam.name == name and {"num_classes", "img_size", "shift", "in_chans"} <= set(fam.overrides)
+        assert fam.deploy is not None and fam.structure is not None and fam.structure.stage1
+    for bad in ("nope", "backbone"):  # archs/backbone.py exists but registers no family
+        with pytest.raises(AcmixError, match=f"unknown model family '{bad}'"):
+            family(bad)
+
+
+def test_a_new_family_needs_no_central_edit(tmp_path, monkeypatch):
+    """A family registered from outside acmix_deploy plus a card in a zoo folder: create_model builds
+    it with its overrides and switch_to_deploy uses its deploy switch (no table or switch edited)."""
+    import torch.nn as nn
+
+    from acmix_deploy import registry
+    from acmix_deploy.nn.deploy import switch_to_deploy
+
+    class Tiny(nn.Module):
+        def __init__(self, num_classes: int, img_size: int, width: int = 4):
+            super().__init__()
+            self.fc = nn.Linear(width, num_classes)
+
+    def deploy(model: nn.Module, img_size: int) -> nn.Module:
+        model.deployed_at = img_size
+        return model
+
+    registry.register_family(registry.Family(
+        name="tinyfam", network=Tiny, overrides={"width": "width", "num_classes": "num_classes"}, deploy=deploy))
+    base = (registry.cards_dir() / "resnet_acmix50.toml").read_text()
+    head = base.split("[args]")[0].replace("resnet_acmix50", "tiny1").replace('arch = "resnet"', 'arch = "tinyfam"')
+    (tmp_path / "tiny1.toml").write_text(head + "[args]\nwidth = 6\n\n[input]" + base.split("[input]")[1])
+    monkeypatch.setenv("ACMIX_DEPLOY_ZOO", str(tmp_path))
+    registry._cards.cache_clear()
+    try:
+        model = registry.create_model("tiny1", width=3)
+        assert isinstance(model, Tiny) and model.fc.in_features == 3 and model.fc.out_features == 1000
+        assert switch_to_deploy(model, 32).deployed_at == 32 and not hasattr(model, "deployed_at")
+        with pytest.raises(AcmixError, match="unknown override"):
+            registry.create_model("tiny1", k_att=3)
+    finally:
+        registry._cards.cache_clear()

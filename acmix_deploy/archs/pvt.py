@@ -21,43 +21,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from acmix_deploy.archs.swin import DropPath, Mlp
+from acmix_deploy.archs.family import Family, Structure, register_family
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.nn.pvt_attention import SRAttention
-
-BLOCK_EPS = 1e-6  # the original's norm_layer = partial(nn.LayerNorm, eps=1e-6); PatchEmbed.norm keeps 1e-5
-
-
-class PVTBlock(nn.Module):
-    """x + attn(norm1(x)); x + mlp(norm2(x)) (pre-norm transformer block)."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, sr_ratio: int, drop_path: float, acmix: bool,
-                 shift: str, fc_bias: bool):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=BLOCK_EPS)
-        self.attn = SRAttention(dim, heads, sr_ratio, True, acmix, shift, fc_bias)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=BLOCK_EPS)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), h, w))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
-class PVTPatchEmbed(nn.Module):
-    """Conv2d with kernel = stride = patch, then LayerNorm: (B, C, H, W) -> rows (B, H' * W', C')."""
-
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        x = self.proj(x)
-        h, w = x.shape[-2:]
-        return self.norm(x.flatten(2).transpose(1, 2)), int(h), int(w)
+from acmix_deploy.nn.layers import PatchEmbed, drop_path_rates, init_transformer_weights
+from acmix_deploy.nn.pvt import BLOCK_EPS, PVTBlock
+from acmix_deploy.nn.pvt_deploy import PVTBlockDeploy
 
 
 def stage_grids(size: int, patch_size: int = 4, n_stages: int = 4) -> list[int]:
@@ -107,17 +75,15 @@ class PyramidVisionTransformer(nn.Module):
         self.min_size = self._min_size()
         self.check_size(img_size)
         self.pos_grids = stage_grids(img_size, patch_size, n)
-        dpr = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]  # linspace(0, rate)
+        dpr = drop_path_rates(drop_path_rate, depths)
         self.feature_channels = list(embed_dims)
-        cur = 0
         for i in range(n):
-            embed = PVTPatchEmbed(patch_size if i == 0 else 2, in_chans if i == 0 else embed_dims[i - 1], embed_dims[i])
+            embed = PatchEmbed(patch_size if i == 0 else 2, in_chans if i == 0 else embed_dims[i - 1], embed_dims[i])
             tokens = self.pos_grids[i] ** 2 + (1 if i == n - 1 else 0)
             blocks = nn.ModuleList(
-                PVTBlock(embed_dims[i], num_heads[i], mlp_ratios[i], sr_ratios[i], dpr[cur + j], acmix, shift, fc_bias)
+                PVTBlock(embed_dims[i], num_heads[i], mlp_ratios[i], sr_ratios[i], dpr[i][j], acmix, shift, fc_bias)
                 for j in range(depths[i])
             )
-            cur += depths[i]
             setattr(self, f"patch_embed{i + 1}", embed)
             setattr(self, f"pos_embed{i + 1}", nn.Parameter(torch.zeros(1, tokens, embed_dims[i])))
             setattr(self, f"block{i + 1}", blocks)
@@ -127,17 +93,7 @@ class PyramidVisionTransformer(nn.Module):
         for i in range(n):
             nn.init.trunc_normal_(getattr(self, f"pos_embed{i + 1}"), std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_transformer_weights)
 
     # ------------------------------------------------------------------ input sizes
     def _min_size(self) -> int:
@@ -220,3 +176,34 @@ class PyramidVisionTransformer(nn.Module):
         for tokens, _, _ in self._stages(x):
             pass
         return self.head(self.norm(tokens)[:, 0])
+
+
+def switch_pvt_to_deploy(model: PyramidVisionTransformer, img_size: int, **options) -> PyramidVisionTransformer:
+    """Replace every PVT block of `model` (already a private copy) by its deploy form for `img_size`."""
+    if options:
+        raise TypeError(f"PVT deploy takes no options, got {', '.join(sorted(options))}")
+    model.check_size(img_size)
+    grids = stage_grids(img_size, model.patch_size, model.num_stages)
+    for i, g in enumerate(grids):
+        blocks = getattr(model, f"block{i + 1}")
+        setattr(model, f"block{i + 1}", nn.ModuleList(
+            PVTBlockDeploy(b, g, g).to(b.norm1.weight.device) for b in blocks
+        ))
+    return model
+
+
+register_family(Family(
+    name="pvt",
+    network=PyramidVisionTransformer,
+    overrides={
+        "num_classes": "num_classes", "img_size": "img_size", "embed_dims": "embed_dims", "heads": "num_heads",
+        "depths": "depths", "sr_ratios": "sr_ratios", "mlp_ratios": "mlp_ratios", "shift": "shift",
+        "fc_bias": "fc_bias", "drop_path_rate": "drop_path_rate", "in_chans": "in_chans", "width": "width",
+    },
+    deploy=switch_pvt_to_deploy,
+    structure=Structure(
+        stage1={"MatMul": 2, "Add": 2}, optional={"Conv": 1, "LayerNormalization": 1},
+        note="q and kv of every attention are two projections (MatMul + bias Add each); where the "
+             "spatial-reduction ratio r > 1, sr's Conv and norm's LayerNormalization come before kv",
+    ),
+))

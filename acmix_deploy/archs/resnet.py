@@ -12,8 +12,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from acmix_deploy.archs.backbone import PooledBackbone
+from acmix_deploy.archs.family import Family, Structure, register_family
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.nn.acmix import ACmix, out_size
+from acmix_deploy.nn.acmix_train import ACmixTrain
+from acmix_deploy.nn.deploy import switch_acmix_blocks
 
 
 def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -62,7 +66,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(nn.Module):
+class ResNet(PooledBackbone):
     """Bottleneck ResNet whose 3x3 convs are ACmix blocks (`block="acmix"`) or plain convs."""
 
     def __init__(
@@ -100,10 +104,7 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        self.min_size = self.min_input_size()
-        if img_size < self.min_size:
-            raise AcmixError(self._size_message(img_size))
-        self.img_size = img_size
+        self._set_input_size(img_size)
 
     def _make_layer(self, planes: int, blocks: int, stride: int, kw: dict) -> nn.Sequential:
         downsample = None
@@ -139,17 +140,10 @@ class ResNet(nn.Module):
             size += 1
         return size
 
-    def _size_message(self, size: int) -> str:
-        return (
-            f"input size {size} px is below the minimum of {self.min_size} px for this model "
-            f"(k_att={self.k_att}: every ACmix map must be >= {(self.k_att - 1) // 2 + 1} px)"
-        )
+    def _size_reason(self) -> str:
+        return f"k_att={self.k_att}: every ACmix map must be >= {(self.k_att - 1) // 2 + 1} px"
 
     # -- forward ----------------------------------------------------------------------------------
-    def _check_input(self, x: torch.Tensor) -> None:
-        if min(x.shape[-2:]) < self.min_size:
-            raise AcmixError(self._size_message(int(min(x.shape[-2:]))))
-
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four stage outputs (strides 4, 8, 16, 32): the backbone for detection / segmentation."""
         self._check_input(x)
@@ -160,8 +154,18 @@ class ResNet(nn.Module):
             feats.append(x)
         return feats
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(x), 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_stages(x)[-1])
+register_family(Family(
+    name="resnet",
+    network=ResNet,
+    overrides={
+        "num_classes": "num_classes", "img_size": "img_size", "width": "width", "k_att": "k_att",
+        "heads": "heads", "k_conv": "k_conv", "shift": "shift", "layers": "layers", "in_chans": "in_chans",
+    },
+    deploy=switch_acmix_blocks,
+    train_forms=(ACmixTrain,),
+    structure=Structure(
+        stage1={"Conv": 1, "Split": 1}, optimized=True,
+        note="after the passes q, k and v of every ACmix block are one 1x1 Conv and one Split (three Convs before)",
+    ),
+))

@@ -14,8 +14,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from acmix_deploy.archs.backbone import PooledBackbone
+from acmix_deploy.archs.family import Family, Structure, register_family
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.nn.san import SANBottleneck
+from acmix_deploy.nn.san_deploy import switch_san_to_deploy
 
 STAGE_MULTIPLIERS = (1, 4, 8, 16, 32)
 
@@ -29,7 +32,7 @@ def stage_sizes(size: int) -> list[int]:
     return out
 
 
-class SAN(nn.Module):
+class SAN(PooledBackbone):
     """Patchwise SAN; `acmix=True` gives SAN-ACmix."""
 
     def __init__(
@@ -67,10 +70,7 @@ class SAN(nn.Module):
         self.fc = nn.Linear(prev, num_classes)
         self.num_features = prev
         self.feature_channels = widths[1:]
-        self.min_size = self.min_input_size()
-        if img_size < self.min_size:
-            raise AcmixError(self._size_message(img_size))
-        self.img_size = img_size
+        self._set_input_size(img_size)
 
     # -- sizes ------------------------------------------------------------------------------------
     def min_input_size(self) -> int:
@@ -80,15 +80,8 @@ class SAN(nn.Module):
             size += 1
         return size
 
-    def _size_message(self, size: int) -> str:
-        return (
-            f"input size {size} px is below the minimum of {self.min_size} px for this model "
-            f"(kernels {list(self.kernels)} at strides 2-32: every SAM map must be >= kernel // 2 + 1 px)"
-        )
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if min(x.shape[-2:]) < self.min_size:
-            raise AcmixError(self._size_message(int(min(x.shape[-2:]))))
+    def _size_reason(self) -> str:
+        return f"kernels {list(self.kernels)} at strides 2-32: every SAM map must be >= kernel // 2 + 1 px"
 
     # -- forward ----------------------------------------------------------------------------------
     def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
@@ -106,8 +99,18 @@ class SAN(nn.Module):
                 feats.append(x)
         return feats
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(x), 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_stages(x)[-1])
+register_family(Family(
+    name="san",
+    network=SAN,
+    overrides={
+        "num_classes": "num_classes", "img_size": "img_size", "width": "width", "layers": "layers",
+        "kernels": "kernels", "in_chans": "in_chans", "shift": "shift", "fc_bias": "fc_bias",
+        "acmix_stage0": "acmix_stage0",
+    },
+    deploy=switch_san_to_deploy,
+    structure=Structure(
+        stage1={"Conv": 1},
+        note="x1, x2 and x3 of every SAM are one 1x1 Conv (qkv; the Split after it sits at the SAM's own path)",
+    ),
+))

@@ -1,12 +1,5 @@
-"""Swin Transformer and Swin-ACmix (official key names of both official Swin files).
-
-`acmix=True` adds the ACmix convolution path to every window attention (official
-Swin-Transformer/models/swin_transformer_acmix.py): fc (3*heads -> 9, with bias) over the stacked
-q/k/v head pieces, a grouped shift conv (dep_conv, no bias), and rate1 * attention + rate2 * conv.
-As in the official code the conv path runs inside the cyclically shifted frame.
-
-Resolution-dependent buffers (attn_mask, relative_position_index) are rebuilt from the geometry for
-any img_size and are never taken from a checkpoint, so a model built for another size still loads.
+"""Swin Transformer and Swin-ACmix: the network (patch embedding, stages, patch merging, head) with
+the official key names of both official Swin files; the blocks are acmix_deploy/nn/swin.py.
 """
 
 from __future__ import annotations
@@ -15,185 +8,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from acmix_deploy.archs.family import Family, Structure, register_family
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.nn.shift import ShiftConv
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drops whole residual branches per sample while training."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
-    """(B, H, W, C) -> (B * nW, ws * ws, C)."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, ws * ws, c)
-
-
-def window_reverse(windows: torch.Tensor, ws: int, h: int, w: int) -> torch.Tensor:
-    """(B * nW, ws * ws, C) -> (B, H, W, C)."""
-    c = windows.shape[-1]
-    x = windows.view(-1, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, h, w, c)
-
-
-def relative_position_index(ws: int) -> torch.Tensor:
-    coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (ws - 1)
-    return rel[:, :, 0] * (2 * ws - 1) + rel[:, :, 1]
-
-
-def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
-    """(nW, N, N) additive mask (0 / -100, the official value) for shifted windows."""
-    img = torch.zeros(1, h, w, 1)
-    cnt = 0
-    for hs in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
-        for wsl in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
-            img[:, hs, wsl, :] = cnt
-            cnt += 1
-    win = window_partition(img, ws).squeeze(-1)
-    mask = win.unsqueeze(1) - win.unsqueeze(2)
-    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
-
-
-class WindowAttention(nn.Module):
-    """Window multi-head self-attention with relative position bias; `acmix` adds the conv path."""
-
-    def __init__(self, dim: int, window: int, heads: int, acmix: bool = False, shift: str = "group"):
-        super().__init__()
-        self.dim, self.window, self.num_heads, self.acmix = dim, window, heads, acmix
-        self.head_dim = dim // heads
-        self.scale = self.head_dim**-0.5
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
-        self.register_buffer("relative_position_index", relative_position_index(window))
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        if acmix:
-            self.fc = nn.Conv2d(3 * heads, 9, kernel_size=1, bias=True)
-            self.dep_conv = ShiftConv(self.head_dim, dim, 3, 1, shift)
-            self.rate1 = nn.Parameter(torch.full((1,), 0.5))
-            self.rate2 = nn.Parameter(torch.full((1,), 0.5))
-        self._register_load_state_dict_pre_hook(_keep_derived_buffers(("relative_position_index",)), with_module=True)
-
-    def relative_bias(self) -> torch.Tensor:
-        n = self.window * self.window
-        bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
-        return bias.view(n, n, -1).permute(2, 0, 1)
-
-    def conv_path(self, qkv: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, 3C) -> (B, H, W, C): fc over stacked head pieces, then shift-sum."""
-        b, h, w, _ = qkv.shape
-        f_all = qkv.reshape(b, h * w, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
-        f_conv = self.fc(f_all).permute(0, 3, 1, 2).reshape(b, 9 * self.head_dim, h, w)
-        return self.dep_conv(f_conv).permute(0, 2, 3, 1)
-
-    def attention(self, qkv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        b, h, w, c3 = qkv.shape
-        ws, nh, hd = self.window, self.num_heads, self.head_dim
-        n = ws * ws
-        windows = window_partition(qkv, ws)  # (B*nW, N, 3C)
-        bw = windows.shape[0]
-        q, k, v = windows.reshape(bw, n, 3, nh, hd).permute(2, 0, 3, 1, 4)
-        attn = (q * self.scale) @ k.transpose(-2, -1) + self.relative_bias().unsqueeze(0)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(bw // nw, nw, nh, n, n) + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, nh, n, n)
-        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(bw, n, c3 // 3)
-        return window_reverse(self.proj(x), ws, h, w)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, H, W, C) in the (possibly shifted) frame."""
-        qkv = self.qkv(x)
-        out = self.attention(qkv, mask)
-        if self.acmix:
-            out = self.rate1 * out + self.rate2 * self.conv_path(qkv)
-        return out
-
-
-def _keep_derived_buffers(names: tuple[str, ...]):
-    """Load hook: buffers derived from geometry are ours, whatever a checkpoint holds (or lacks)."""
-
-    def hook(module, state_dict, prefix, *args, **kwargs):
-        for name in names:
-            value = getattr(module, name)
-            if value is not None:
-                state_dict[prefix + name] = value.clone()
-            else:
-                state_dict.pop(prefix + name, None)
-
-    return hook
-
-
-class SwinBlock(nn.Module):
-    def __init__(
-        self,
-        dim: int,
-        resolution: tuple[int, int],
-        heads: int,
-        window: int,
-        shift_size: int,
-        mlp_ratio: float,
-        drop_path: float,
-        acmix: bool,
-        shift: str,
-    ):
-        super().__init__()
-        self.resolution = resolution
-        if min(resolution) <= window:
-            window, shift_size = min(resolution), 0
-        if resolution[0] % window or resolution[1] % window:
-            raise AcmixError(
-                f"Swin stage resolution {resolution[0]}x{resolution[1]} is not a multiple of window {window}; "
-                "choose img_size so that every stage divides into windows"
-            )
-        self.window, self.shift_size = window, shift_size
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, window, heads, acmix, shift)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        mask = shifted_window_mask(*resolution, window, shift_size) if shift_size > 0 else None
-        self.register_buffer("attn_mask", mask)
-        self._register_load_state_dict_pre_hook(_keep_derived_buffers(("attn_mask",)), with_module=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = self.resolution
-        b, _, c = x.shape
-        shortcut = x
-        x = self.norm1(x).view(b, h, w, c)
-        if self.shift_size:
-            x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
-        x = self.attn(x, self.attn_mask)
-        if self.shift_size:
-            x = torch.roll(x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
-        x = shortcut + self.drop_path(x.reshape(b, h * w, c))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+from acmix_deploy.nn.layers import PatchEmbed, drop_path_rates, init_transformer_weights
+from acmix_deploy.nn.swin import SwinBlock
+from acmix_deploy.nn.swin_deploy import switch_swin_to_deploy
+from acmix_deploy.nn.swin_train import WindowAttentionTrain
 
 
 class PatchMerging(nn.Module):
@@ -211,12 +32,12 @@ class PatchMerging(nn.Module):
         return self.reduction(self.norm(x.view(b, -1, 4 * c)))
 
 
-class PatchEmbed(nn.Module):
+class SwinPatchEmbed(PatchEmbed):
+    """The patch embedding of a Swin model built for one input size: other sizes are refused."""
+
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int):
-        super().__init__()
-        self.img_size, self.patch_size = img_size, patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim)
+        super().__init__(patch_size, in_chans, embed_dim)
+        self.img_size = img_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != (self.img_size, self.img_size):
@@ -224,7 +45,7 @@ class PatchEmbed(nn.Module):
                 f"input is {x.shape[-2]}x{x.shape[-1]} but this Swin model was built for "
                 f"{self.img_size}x{self.img_size} (rebuild it with img_size=...)"
             )
-        return self.norm(self.proj(x).flatten(2).transpose(1, 2))
+        return super().forward(x)[0]
 
 
 class BasicLayer(nn.Module):
@@ -266,7 +87,7 @@ class SwinTransformer(nn.Module):
         num_classes: int = 1000,
         embed_dim: int = 96,
         depths: Sequence[int] = (2, 2, 6, 2),
-        num_heads: Sequence[int] = (3, 6, 12, 24),
+        num_heads: Sequence[int] | int = (3, 6, 12, 24),
         window_size: int = 7,
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.2,
@@ -275,6 +96,8 @@ class SwinTransformer(nn.Module):
     ):
         super().__init__()
         n_stages = len(depths)
+        if isinstance(num_heads, int):  # the heads of the first stage, doubling per stage (as Swin-T/S)
+            num_heads = [num_heads * 2**i for i in range(n_stages)]
         if img_size % (patch_size * 2 ** (n_stages - 1)):
             raise AcmixError(
                 f"Swin img_size {img_size} must be a multiple of {patch_size * 2 ** (n_stages - 1)} "
@@ -282,10 +105,9 @@ class SwinTransformer(nn.Module):
             )
         self.img_size, self.num_classes = img_size, num_classes
         self.min_size = min_swin_size(patch_size, n_stages, window_size)
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.patch_embed = SwinPatchEmbed(img_size, patch_size, in_chans, embed_dim)
         res = img_size // patch_size
-        n_blocks = sum(depths)
-        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]  # stochastic depth decay
+        dpr = drop_path_rates(drop_path_rate, depths)  # stochastic depth decay
         self.layers = nn.ModuleList()
         self.feature_channels = []
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
@@ -293,24 +115,14 @@ class SwinTransformer(nn.Module):
             r = res // 2**i
             layer = BasicLayer(
                 dim, (r, r), depth, heads, window_size, mlp_ratio,
-                dpr[sum(depths[:i]) : sum(depths[: i + 1])], i < n_stages - 1, acmix, shift,
+                dpr[i], i < n_stages - 1, acmix, shift,
             )
             self.layers.append(layer)
             self.feature_channels.append(dim)
         self.num_features = embed_dim * 2 ** (n_stages - 1)
         self.norm = nn.LayerNorm(self.num_features)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_transformer_weights)
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four stage outputs as (B, C, H, W) maps (before patch merging)."""
@@ -328,3 +140,20 @@ class SwinTransformer(nn.Module):
             _, x = layer(x)
         x = self.norm(x).mean(dim=1)
         return self.head(x)
+
+
+register_family(Family(
+    name="swin",
+    network=SwinTransformer,
+    overrides={
+        "num_classes": "num_classes", "img_size": "img_size", "width": "embed_dim", "embed_dim": "embed_dim",
+        "window": "window_size", "heads": "num_heads", "shift": "shift", "depths": "depths",
+        "drop_path_rate": "drop_path_rate", "in_chans": "in_chans", "patch_size": "patch_size",
+    },
+    deploy=switch_swin_to_deploy,
+    train_forms=(WindowAttentionTrain,),
+    structure=Structure(
+        stage1={"MatMul": 1, "Add": 1},
+        note="q, k and v of every window attention are one qkv projection: one MatMul and its bias Add",
+    ),
+))

@@ -21,18 +21,20 @@ console = Console()
 def list_models_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List the registered models with parameters, MACs at their input size and paper top-1."""
-    from acmix_deploy.flops import model_stats
+    """List the registered models: parameters and MACs as counted here and as the paper gives them,
+    input size and paper top-1 (card data only: builds no model, imports no torch)."""
     from acmix_deploy.registry import get_card, list_models
 
     rows = []
     for name in list_models():
-        card, stats = get_card(name), model_stats(name)
+        card = get_card(name)
         rows.append(
             {
                 "name": name,
-                "params_m": round(stats.params / 1e6, 2),
-                "gmacs": round(stats.total_macs / 1e9, 2),
+                "params_m": card.counted.get("params_m"),
+                "gmacs": card.counted.get("gmacs"),
+                "paper_params_m": card.paper.get("params_m"),
+                "paper_gmacs": card.paper.get("gmacs"),
                 "input_size": card.input_size,
                 "paper_top1": card.paper.get("top1"),
                 "description": card.description,
@@ -41,13 +43,21 @@ def list_models_cmd(
     if json_out:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="acmix-deploy model zoo (1000 classes)")
-    for col in ("model", "params (M)", "GMACs", "input", "paper top-1"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    table = Table(title="acmix-deploy model zoo (1000 classes; counted: this toolkit's count, paper: as published)")
+    columns = {"model": "name", "params (M)\ncounted": "params_m", "params (M)\npaper": "paper_params_m",
+               "GMACs\ncounted": "gmacs", "GMACs\npaper": "paper_gmacs", "input": "input_size", "paper\ntop-1": "paper_top1"}
+    for col in columns:
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=col == "model")
     for r in rows:
-        table.add_row(r["name"], f"{r['params_m']:.2f}", f"{r['gmacs']:.2f}", str(r["input_size"]),
-                      f"{r['paper_top1']:.1f}" if r["paper_top1"] else "-")
+        table.add_row(*(_cell(r[key], counted=key in ("params_m", "gmacs")) for key in columns.values()))
     console.print(table)
+
+
+def _cell(value: object, counted: bool = False) -> str:
+    """A table cell: counted numbers with two decimals, the rest as the card gives them; "-" for none."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if counted else str(value)
 
 
 @app.command("info")

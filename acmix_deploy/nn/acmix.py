@@ -155,13 +155,7 @@ class ACmix(nn.Module):
 
 
 def acmix_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(module path, block) of every ACmix block of a model, ResNet, Swin or SAN (SAM with acmix)."""
-    from acmix_deploy.archs.swin import WindowAttention  # local import: archs import this module
-    from acmix_deploy.nn.pvt_attention import SRAttention
-    from acmix_deploy.nn.san import SAM
-
-    return [
-        (n, m)
-        for n, m in model.named_modules()
-        if isinstance(m, ACmix) or (isinstance(m, (WindowAttention, SRAttention, SAM)) and m.acmix)
-    ]
+    """(module path, block) of every ACmix block of a model, whatever its family: every mixing block that owns a shift conv (`dep_conv`, the ACmix conv path: Swin window
+    attention, PVT attention, SAN's SAM with acmix=True), so a new family's blocks count without an
+    edit here. Deploy forms own a plain Conv2d there and do not count."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(getattr(m, "dep_conv", None), ShiftConv)]

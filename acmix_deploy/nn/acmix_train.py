@@ -20,12 +20,15 @@ parameter's gradient agree to rounding):
 
 `to_form(model, "fast" | "reference")` swaps the blocks of a model in place, sharing the parameter
 tensors, so an optimizer built afterwards (or before) sees the same parameters in the same order and
-checkpoints of either form load into the other.
+checkpoints of either form load into the other. It knows no family: every training form registers
+itself with `register_train_form` (this module registers ACmixTrain; a family registers the forms of
+its own blocks through its registry.Family, e.g. Swin's nn/swin_train.WindowAttentionTrain).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -37,6 +40,17 @@ from acmix_deploy.nn.local_attention import HaloGeometry, halo_geometry
 
 FORMS = ("fast", "reference")
 DEFAULT_FORM = "fast"
+
+# Reference block class -> its training form (a subclass with `from_reference(block)`, which may return
+# None for a block without a training form, and `to_reference()`); filled by register_train_form.
+_TRAIN_FORMS: dict[type, Any] = {}
+
+
+def register_train_form(train_cls: Any) -> Any:
+    """Register a training form for its direct base class, the reference block (idempotent; usable
+    as a class decorator)."""
+    _TRAIN_FORMS[train_cls.__bases__[0]] = train_cls
+    return train_cls
 
 
 def choose_train_block(height: int, width: int, k: int, stride: int) -> tuple[int, str]:
@@ -78,6 +92,7 @@ def _halo(height: int, width: int, k: int, stride: int, device: torch.device, dt
     )
 
 
+@register_train_form
 class ACmixTrain(ACmix):
     """`ACmix` with a fast, exact forward (and hence backward); same parameters and state-dict keys."""
 
@@ -91,8 +106,16 @@ class ACmixTrain(ACmix):
         with torch.random.fork_rng(devices=[]):
             fast = cls(block.in_planes, block.out_planes, block.kernel_att, block.head, block.kernel_conv,
                        block.stride, shift=block.dep_conv.mode)
-        _share(block, fast)
+        share_tensors(block, fast)
         return fast
+
+    def to_reference(self) -> ACmix:
+        """The reference block sharing this block's parameter tensors."""
+        with torch.random.fork_rng(devices=[]):
+            ref = ACmix(self.in_planes, self.out_planes, self.kernel_att, self.head, self.kernel_conv,
+                        self.stride, shift=self.dep_conv.mode)
+        share_tensors(self, ref)
+        return ref
 
     @torch.compiler.disable  # numpy geometry, cached per size: kept out of torch.compile graphs
     def halo(self, h: int, w: int, device: torch.device, dtype: torch.dtype) -> _Halo:
@@ -154,7 +177,7 @@ class ACmixTrain(ACmix):
         return torch.addcmul(conv, att, self.rate1).contiguous()
 
 
-def _share(src: nn.Module, dst: nn.Module) -> None:
+def share_tensors(src: nn.Module, dst: nn.Module) -> None:
     """Make `dst` use `src`'s submodules, parameters and buffers (same objects, same order)."""
     for name, module in src.named_children():
         setattr(dst, name, module)
@@ -165,38 +188,23 @@ def _share(src: nn.Module, dst: nn.Module) -> None:
     dst.train(src.training)
 
 
-def _to_reference(block: ACmixTrain) -> ACmix:
-    with torch.random.fork_rng(devices=[]):
-        ref = ACmix(block.in_planes, block.out_planes, block.kernel_att, block.head, block.kernel_conv,
-                    block.stride, shift=block.dep_conv.mode)
-    _share(block, ref)
-    return ref
+def _train_form_of(module: nn.Module) -> Any:
+    """The registered training form for `module`'s class (or a base of it), None if it has none or is one."""
+    if isinstance(module, tuple(_TRAIN_FORMS.values())):
+        return None
+    return next((_TRAIN_FORMS[k] for k in type(module).__mro__ if k in _TRAIN_FORMS), None)
 
 
 def _convert(module: nn.Module, form: str) -> nn.Module | None:
-    """The other form of one ACmix block (ResNet or Swin window attention), or None if already in `form`."""
-    from acmix_deploy.archs.swin import WindowAttention  # local import: archs import this package
-    from acmix_deploy.archs.swin_train import WindowAttentionTrain
-
-    fast = form == "fast"
-    if isinstance(module, ACmix):
-        if fast == isinstance(module, ACmixTrain):
-            return None
-        return ACmixTrain.from_reference(module) if fast else _to_reference(module)
-    if isinstance(module, WindowAttention) and module.acmix:
-        if fast == isinstance(module, WindowAttentionTrain):
-            return None
-        if fast:
-            return WindowAttentionTrain.from_reference(module)
-        with torch.random.fork_rng(devices=[]):
-            ref = WindowAttention(module.dim, module.window, module.num_heads, acmix=True, shift=module.dep_conv.mode)
-        _share(module, ref)
-        return ref
-    return None
+    """The other form of one ACmix block, or None if it is already in `form` (or has no training form)."""
+    if form == "reference":
+        return module.to_reference() if isinstance(module, tuple(_TRAIN_FORMS.values())) else None
+    train_cls = _train_form_of(module)
+    return None if train_cls is None else train_cls.from_reference(module)
 
 
 def to_form(model: nn.Module, form: str) -> nn.Module:
-    """Put every ACmix block of `model` (ResNet blocks, Swin window attentions) in `form` ("fast" or
+    """Put every ACmix block of `model` that has a registered training form in `form` ("fast" or
     "reference"), in place, sharing parameters and buffers; returns `model`."""
     if form not in FORMS:
         raise AcmixError(f"unknown training form {form!r}; choose one of {', '.join(FORMS)}")
@@ -209,10 +217,9 @@ def to_form(model: nn.Module, form: str) -> nn.Module:
 
 
 def form_of(model: nn.Module) -> str:
-    """"fast" when any ACmix block (ResNet or Swin) is in the training form, else "reference"."""
-    from acmix_deploy.archs.swin_train import WindowAttentionTrain
+    """"fast" when any ACmix block is in a (registered) training form, else "reference"."""
+    forms = tuple(_TRAIN_FORMS.values())
+    return "fast" if any(isinstance(m, forms) for m in model.modules()) else "reference"
 
-    return "fast" if any(isinstance(m, (ACmixTrain, WindowAttentionTrain)) for m in model.modules()) else "reference"
 
-
-__all__ = ["ACmixTrain", "DEFAULT_FORM", "FORMS", "choose_train_block", "form_of", "to_form"]
+__all__ = ["ACmixTrain", "DEFAULT_FORM", "FORMS", "choose_train_block", "form_of", "register_train_form", "to_form"]

@@ -28,6 +28,7 @@ relative position bias and the shifted-window mask are one constant, scale and r
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -289,38 +290,41 @@ def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(parent, name, module)
 
 
-def switch_to_deploy(model: nn.Module, img_size: int | None = None, **options: Any) -> nn.Module:
-    """A deep copy of `model` with every ACmix block (ResNet) and Swin block in its deploy form.
+# Network class -> its family's deploy switch, fn(private copy, img_size, **options) -> model; filled by
+# archs/family.register_family from each family's registration (archs/<family>.py). Models of no registered
+# family (hand-built networks of ACmix blocks) get `switch_acmix_blocks`.
+_DEPLOY_SWITCHES: dict[type, Callable[..., nn.Module]] = {}
 
-    `img_size` defaults to the model card's input size; options: conv_form (CONV_FORMS), attn_block,
-    attn_mode (see LocalAttention). Models without ACmix or Swin blocks are returned as a
-    plain eval-mode copy.
-    """
-    from acmix_deploy.archs.swin import SwinTransformer
 
-    if img_size is None:
-        img_size = int(getattr(getattr(model, "card", None), "input_size", 224))
-    deployed = copy.deepcopy(model).eval()
-    if type(deployed).__name__ == "SAN":  # SAN / SAN-ACmix (archs/san.py): option `san_form`
-        from acmix_deploy.nn.san_deploy import switch_san_to_deploy
+def register_deploy_switch(network: type, switch: Callable[..., nn.Module]) -> None:
+    """Make `switch` convert models of class `network` (and its subclasses)."""
+    _DEPLOY_SWITCHES[network] = switch
 
-        return switch_san_to_deploy(deployed, img_size, **options)
-    if isinstance(deployed, SwinTransformer):
-        from acmix_deploy.nn.swin_deploy import switch_swin_to_deploy
 
-        return switch_swin_to_deploy(deployed, **options)
-    from acmix_deploy.archs.pvt import PyramidVisionTransformer
-
-    if isinstance(deployed, PyramidVisionTransformer):
-        from acmix_deploy.nn.pvt_deploy import switch_pvt_to_deploy
-
-        return switch_pvt_to_deploy(deployed, img_size, **options)
-    blocks = [(n, m) for n, m in deployed.named_modules() if isinstance(m, ACmix)]
+def switch_acmix_blocks(model: nn.Module, img_size: int, **options: Any) -> nn.Module:
+    """Replace every ResNet-ACmix block (`ACmix`) of `model` (converted in place: pass a copy) by its
+    deploy form for an input of `img_size` px; options: conv_form (CONV_FORMS), attn_block, attn_mode."""
+    blocks = [(n, m) for n, m in model.named_modules() if isinstance(m, ACmix)]
     if not blocks:
-        return deployed
-    sizes = _input_sizes(deployed, img_size, (ACmix,))
+        return model
+    sizes = _input_sizes(model, img_size, (ACmix,))
     for name, block in blocks:
         h, w = sizes[name]
         device = block.conv1.weight.device
-        _set_module(deployed, name, ACmixDeploy(block, h, w, **options).to(device))
-    return deployed
+        _set_module(model, name, ACmixDeploy(block, h, w, **options).to(device))
+    return model
+
+
+def switch_to_deploy(model: nn.Module, img_size: int | None = None, **options: Any) -> nn.Module:
+    """A deep copy of `model` in its deploy form, by its family's registered switch (the reference model
+    is untouched).
+
+    `img_size` defaults to the model card's input size; options are the family's (ResNet: conv_form,
+    attn_block, attn_mode; SAN: san_form). Models without ACmix blocks come back as a plain eval-mode
+    copy (or their family's deploy form, e.g. plain Swin's constant-index windows).
+    """
+    if img_size is None:
+        img_size = int(getattr(getattr(model, "card", None), "input_size", 224))
+    deployed = copy.deepcopy(model).eval()
+    switch = next((_DEPLOY_SWITCHES[k] for k in type(deployed).__mro__ if k in _DEPLOY_SWITCHES), switch_acmix_blocks)
+    return switch(deployed, img_size, **options)

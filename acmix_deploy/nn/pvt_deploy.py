@@ -19,16 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from acmix_deploy.archs.pvt import PVTBlock, PyramidVisionTransformer, stage_grids
+from acmix_deploy.nn.layers import linear as _linear
+from acmix_deploy.nn.pvt import PVTBlock
 from acmix_deploy.nn.pvt_attention import SRAttention
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
-    lin.weight.data.copy_(weight)
-    if bias is not None:
-        lin.bias.data.copy_(bias)
-    return lin
 
 
 def _depthwise(weight: torch.Tensor) -> nn.Conv2d:
@@ -189,17 +182,3 @@ class PVTBlockDeploy(nn.Module):
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
-
-
-def switch_pvt_to_deploy(model: PyramidVisionTransformer, img_size: int, **options) -> PyramidVisionTransformer:
-    """Replace every PVT block of `model` (already a private copy) by its deploy form for `img_size`."""
-    if options:
-        raise TypeError(f"PVT deploy takes no options, got {', '.join(sorted(options))}")
-    model.check_size(img_size)
-    grids = stage_grids(img_size, model.patch_size, model.num_stages)
-    for i, g in enumerate(grids):
-        blocks = getattr(model, f"block{i + 1}")
-        setattr(model, f"block{i + 1}", nn.ModuleList(
-            PVTBlockDeploy(b, g, g).to(b.norm1.weight.device) for b in blocks
-        ))
-    return model

@@ -1,4 +1,4 @@
-"""Deploy form of Swin Transformer / Swin-ACmix blocks: the same function as archs/swin.py, shaped
+"""Deploy form of Swin Transformer / Swin-ACmix blocks: the same function as nn/swin.py, shaped
 for inference engines.
 
 * No torch.roll and no window_partition transposes: the cyclic shift and the window partition are one
@@ -21,8 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from acmix_deploy.archs.swin import SwinBlock, SwinTransformer, WindowAttention, window_partition
-from acmix_deploy.nn.deploy import sum_shifted
+from acmix_deploy.nn.swin import SwinBlock, WindowAttention, window_partition
+from acmix_deploy.nn.deploy import _set_module, sum_shifted
+from acmix_deploy.nn.layers import linear
 
 
 def _rolled_window_order(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
@@ -37,14 +38,6 @@ def _rolled_order(h: int, w: int, shift: int) -> torch.Tensor:
     """Original flat position of every token of the rolled (by -shift) map, in raster order."""
     pos = torch.arange(h * w).reshape(h, w)
     return torch.roll(pos, shifts=(-shift, -shift), dims=(0, 1)).reshape(-1)
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
-    lin.weight.data.copy_(weight)
-    if bias is not None:
-        lin.bias.data.copy_(bias)
-    return lin
 
 
 class ProjectionAndSum(nn.Module):
@@ -85,7 +78,7 @@ class SwinAttentionPath(nn.Module):
         self.register_buffer("bias", bias.contiguous(), persistent=False)
         weight = ref.proj.weight.detach() * out_scale
         # sum_in_proj: proj(rows) + other as one Gemm; the caller adds proj's bias to `other`
-        self.proj = ProjectionAndSum(weight) if sum_in_proj else _linear(weight, ref.proj.bias.detach() * out_scale)
+        self.proj = ProjectionAndSum(weight) if sum_in_proj else linear(weight, ref.proj.bias.detach() * out_scale)
 
     def forward(self, qkv: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
         """Output rows in the original frame; `other` (same rows, carrying proj's bias) is added inside
@@ -201,7 +194,7 @@ class WindowAttentionDeploy(nn.Module):
         bias = ref.qkv.bias.detach().clone()
         weight[:c] *= scale
         bias[:c] *= scale
-        self.qkv = _linear(weight, bias)
+        self.qkv = linear(weight, bias)
         rate1 = float(ref.rate1.detach()) if ref.acmix else 1.0
         rolled = bool(ref.acmix and shift)
         self.fused_projection = bool(ref.acmix and ref.dep_conv.mode != "tensor")
@@ -241,10 +234,11 @@ class SwinBlockDeploy(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def switch_swin_to_deploy(model: SwinTransformer, **options) -> SwinTransformer:
-    """Replace every SwinBlock of `model` (already a private copy) by its deploy form, in place."""
+def switch_swin_to_deploy(model: nn.Module, img_size: int | None = None, **options) -> nn.Module:
+    """Replace every SwinBlock of `model` (already a private copy) by its deploy form, in place. The
+    blocks know their resolution, so `img_size` is not needed (the Swin network is built for one)."""
     if options:
         raise TypeError(f"Swin deploy takes no options, got {', '.join(sorted(options))}")
-    for layer in model.layers:
-        layer.blocks = nn.ModuleList(SwinBlockDeploy(b).to(b.norm1.weight.device) for b in layer.blocks)
+    for name, block in [(n, m) for n, m in model.named_modules() if isinstance(m, SwinBlock)]:
+        _set_module(model, name, SwinBlockDeploy(block).to(block.norm1.weight.device))
     return model

@@ -15,20 +15,29 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from acmix_deploy.archs.swin import WindowAttention
+from acmix_deploy.nn.acmix_train import share_tensors
+from acmix_deploy.nn.swin import WindowAttention
 
 
 class WindowAttentionTrain(WindowAttention):
     """`WindowAttention` (acmix=True) with the channels-last conv path; same state-dict keys."""
 
     @classmethod
-    def from_reference(cls, attn: WindowAttention) -> WindowAttentionTrain:
-        from acmix_deploy.nn.acmix_train import _share
-
+    def from_reference(cls, attn: WindowAttention) -> WindowAttentionTrain | None:
+        """A training form sharing `attn`'s tensors; None for a plain Swin attention (no conv path)."""
+        if not attn.acmix:
+            return None
         with torch.random.fork_rng(devices=[]):
             fast = cls(attn.dim, attn.window, attn.num_heads, acmix=True, shift=attn.dep_conv.mode)
-        _share(attn, fast)
+        share_tensors(attn, fast)
         return fast
+
+    def to_reference(self) -> WindowAttention:
+        """The reference window attention sharing this one's tensors."""
+        with torch.random.fork_rng(devices=[]):
+            ref = WindowAttention(self.dim, self.window, self.num_heads, acmix=True, shift=self.dep_conv.mode)
+        share_tensors(self, ref)
+        return ref
 
     def conv_path(self, qkv: torch.Tensor) -> torch.Tensor:
         """(B, H, W, 3C) -> (B, H, W, C), as WindowAttention.conv_path."""
