@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -36,22 +35,7 @@ from acmix_deploy.trt.gpu import gpu_info
 from acmix_deploy.trt.sidecar import (
     Sidecar, TensorInfo, format_capability, parse_capability, sidecar_path, stored_onnx_path,
 )
-
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
-
-
-def parse_size(text: str | int) -> int:
-    """'4GiB', '512MiB', '1.5G', '1073741824' -> bytes."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if not match or match.group(2).lower() not in _UNITS:
-        raise AcmixError(f"bad size {text!r}; write it like 4GiB, 512MiB or 1073741824")
-    value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    if value <= 0:
-        raise AcmixError(f"size {text!r} must be positive")
-    return value
+from acmix_deploy.validate import parse_size  # noqa: F401 - also this module's public name
 
 
 @dataclass

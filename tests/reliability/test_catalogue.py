@@ -124,7 +124,7 @@ CASES = [
     Case("build-batch-range", "build-trt --onnx {onnx} -o {d}/e.engine --min-batch 4 --max-batch 2", 2, "--min-batch"),
     Case("build-empty-onnx", "build-trt --onnx {d}/e.onnx -o {d}/e.engine --runtime tensorrt-rtx", 2, "is empty",
          lambda d: S.empty(d, "e.onnx")),
-    Case("build-manifest-corrupt", "build-trt --onnx {onnx} --runtime tensorrt-rtx --artifacts {d}/artifacts", 2,
+    Case("build-manifest-corrupt", "build-trt --onnx {onnx} --runtime tensorrt-rtx --workspace {d}/artifacts", 2,
          "manifest", lambda d: S.manifest(d, "nope")),
     # ---- inspect / bench / profile on engines ------------------------------------------------------
     Case("inspect-missing-sidecar", "inspect {engine} --no-layers", 2, "is missing",

@@ -22,7 +22,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 def test_build_trt_from_workspace_fp16_then_inspect(trt_flavour, trained, artifacts, capsys):
     ws.record(ws.ONNX, "tiny_acmix", trained.onnx_path, workspace=artifacts)
     code, out, err = run_cli(
-        ["build-trt", "--fp16", "--min-batch", "1", "--opt-batch", "2", "--max-batch", "4", "--workspace", "256MiB"],
+        ["build-trt", "--fp16", "--min-batch", "1", "--opt-batch", "2", "--max-batch", "4", "--trt-workspace", "256MiB"],
         capsys,
     )
     assert code == 0, err
