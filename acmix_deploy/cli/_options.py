@@ -36,9 +36,29 @@ WorkspaceOption = Annotated[
 ]
 # The old name of build-trt's artifact folder: accepted for one release, not shown in --help.
 ArtifactsAlias = Annotated[Path | None, typer.Option("--artifacts", hidden=True, callback=_workspace_folder)]
+# --json has one meaning in every command: print the result as one JSON document on stdout (tables,
+# notes and progress then go to stderr); -o/--output is where a command writes its result file.
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON on stdout (instead of the tables).")
 ]
+OutputJsonOption = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Write the result as a JSON file (atomically).")
+]
+
+
+def emit_json(doc: object) -> None:
+    """The --json document on stdout."""
+    import json
+
+    print(json.dumps(doc, indent=2), flush=True)
+
+
+def refuse_json_value(argv: list[str]) -> None:
+    """`--json FILE` (the old form of bench / profile / eval / loadtest): a one-line hint, not a parse
+    error far from the cause (eval would take FILE for an artifact)."""
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--json" and value.lower().endswith(".json"):
+            raise AcmixError(f"--json prints JSON on stdout and takes no file; write {value} with -o {value}")
 
 
 def split_list(values: Iterable[str] | None) -> list[str]:
