@@ -153,15 +153,17 @@ def train(
     console: Any | None = None,
     show_progress: bool = True,
     stop_after: int | None = None,
+    warn_console: Any | None = None,
 ) -> TrainResult:
     """Run (or continue) a training run; `stop_after` ends it after that many epochs in total, as an
-    interruption would (the schedule still spans `config.epochs`)."""
+    interruption would (the schedule still spans `config.epochs`). Warnings go to `warn_console`
+    (default: `console` when one is given, else stderr)."""
     env = D.setup()
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(config, resume, env, console, show_progress, stop_after)
+        return _train(config, resume, env, console, show_progress, stop_after, warn_console)
     finally:
         torch.set_num_threads(threads)
         D.teardown(env)
@@ -213,6 +215,7 @@ class _Run:
     config: TrainConfig
     env: D.DistEnv
     out: Any  # the console on rank 0, _Quiet elsewhere
+    warn: Any  # where warnings go (stderr from the CLI), _Quiet off rank 0
     out_dir: Path
     amp_dtype: torch.dtype | None
     classes: list[str]
@@ -228,14 +231,16 @@ def _train(
     console: Any | None,
     show_progress: bool,
     stop_after: int | None,
+    warn_console: Any | None = None,
 ) -> TrainResult:
-    if console is None:
-        from rich.console import Console
+    from rich.console import Console
 
-        console = Console(soft_wrap=True)
+    warn_console = warn_console or console or Console(soft_wrap=True, stderr=True)
+    console = console or Console(soft_wrap=True)
     out = console if env.is_main else _Quiet()
+    warn = warn_console if env.is_main else _Quiet()
     out_dir = _check_start(config, resume, env)
-    amp_dtype = _amp_dtype(config, env.device, out)
+    amp_dtype = _amp_dtype(config, env.device, warn)
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -244,7 +249,7 @@ def _train(
     model, pre = _model(config, resume, classes, env.device)
     data = _data(config, env, pre, classes, train_root, val_root)
     optim = _optim(config, env, model, data.steps_per_epoch, amp_dtype)
-    run = _Run(config, env, out, out_dir, amp_dtype, classes, model, data, optim)
+    run = _Run(config, env, out, warn, out_dir, amp_dtype, classes, model, data, optim)
     state = _resume(run, resume) if resume is not None else _Standing()
     _say_start(run, pre)
 
@@ -370,7 +375,7 @@ def _resume(run: _Run, resume: ResumeState) -> _Standing:
     if len(rngs) == run.env.world:
         _set_rng_state(rngs[run.env.rank], run.env.device)
     else:
-        out.print(
+        run.warn.print(
             f"[yellow]warning:[/] the run was saved with {len(rngs)} process(es), resumed with {run.env.world}: "
             "it continues, but not bit-exactly"
         )
@@ -484,11 +489,11 @@ def _say_epoch(run: _Run, row: dict[str, Any], improved: bool, first: bool, val_
         f"top-5 {row['val_top5']:.2f}%  {row['time_s']:.1f}s" + ("  [green]best[/]" if improved else "")
     )
     if val_skipped and first:
-        out.print(f"[yellow]warning:[/] {val_skipped} corrupt validation image(s) left out of "
+        run.warn.print(f"[yellow]warning:[/] {val_skipped} corrupt validation image(s) left out of "
                   f"the val metrics (run `acmix-deploy eval` to list them)")
     if bad and first:
         names = ", ".join(str(run.data.train_ds.samples[i][0]) for i in bad[:5])
-        out.print(
+        run.warn.print(
             f"[yellow]warning:[/] {len(bad)} corrupt training image(s) replaced by their next readable "
             f"neighbour: {names}{' ...' if len(bad) > 5 else ''}"
         )
