@@ -157,7 +157,7 @@ def doctor_cmd(
     if output_dir is not None or quick or budget_s is not None or workdir is not None or only:
         from acmix_deploy.errors import AcmixError
 
-        raise AcmixError("-o/--output, --quick, --device, --budget-s and --only go with --gpu-check")
+        raise AcmixError("-o, --quick, --device, --budget-s and --only go with --gpu-check")
     from acmix_deploy.doctor import collect
 
     rows = collect()
