@@ -5,6 +5,7 @@ that really are still long (so it empties itself as they are split, and cannot g
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 MAX_LINES = 80
@@ -12,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _KNOWN_LONG = {"acmix_deploy/export.py:export_onnx", "acmix_deploy/bench/run.py:bench"}
 
 
+@functools.cache
 def function_lengths() -> dict[str, int]:
     """'path:qualified.name' -> lines (decorators and docstring included) of every def in the package."""
     lengths: dict[str, int] = {}
