@@ -8,7 +8,9 @@ line per phase in a log or pipe (no escape codes, no wrapping).
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from types import TracebackType
 
 from rich.console import Console
@@ -49,6 +51,18 @@ class Phases:
 
     def note(self, text: str) -> None:
         self._print(text)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Stop the spinner while another live display (TensorRT's build bars) draws, then resume."""
+        if self._progress is None:
+            yield
+            return
+        self._progress.stop()
+        try:
+            yield
+        finally:
+            self._progress.start()
 
     def _print(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False, soft_wrap=True)

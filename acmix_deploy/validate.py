@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any
 
 from acmix_deploy.errors import AcmixError
@@ -73,3 +74,30 @@ def opset(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not MIN_OPSET <= value <= top:
         raise AcmixError(f"--opset must be {MIN_OPSET}..{top} (the installed onnx's newest), got {value}")
     return value
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+
+
+def parse_size(text: str | int) -> int:
+    """'4GiB', '512MiB', '1.5G', '1073741824' -> bytes."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in _UNITS:
+        raise AcmixError(f"bad size {text!r}; write it like 4GiB, 512MiB or 1073741824")
+    value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if value <= 0:
+        raise AcmixError(f"size {text!r} must be positive")
+    return value
+
+
+def is_size(text: str) -> bool:
+    """True when `text` reads as a memory size (4G, 512MiB, 1024): how a --workspace meant as TensorRT's
+    scratch memory (build-trt --trt-workspace) is told apart from a folder name."""
+    try:
+        parse_size(text)
+    except AcmixError:
+        return False
+    return True

@@ -37,7 +37,7 @@ $ACMIX convert-fp16 "$OUT/model.opt.onnx" -o "$OUT/model.fp16.onnx"
 $ACMIX quantize-int8 "$OUT/model.opt.onnx" --calib-data "$OUT/calib.npy" -o "$OUT/model.int8.onnx"
 
 step "eval: the same 360 val images through each artifact (reference: the PyTorch checkpoint)"
-$ACMIX eval --data "$OUT/data" --threads 1 --json "$OUT/eval.json" \
+$ACMIX eval --data "$OUT/data" --threads 1 -o "$OUT/eval.json" \
   "$OUT/run/best.pth" "$OUT/model.onnx" "$OUT/model.opt.onnx" "$OUT/model.fp16.onnx" "$OUT/model.int8.onnx"
 
 step "acceptance checks"

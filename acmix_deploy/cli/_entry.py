@@ -103,6 +103,9 @@ def run(app: Callable[..., object], argv: list[str] | None) -> None:
     """Run the Typer app under the handler; always ends in SystemExit."""
     with signals_as_exceptions():
         try:
+            from acmix_deploy.cli._options import refuse_json_value
+
+            refuse_json_value(sys.argv[1:] if argv is None else list(argv))
             app(args=argv, prog_name="acmix-deploy")
         except SystemExit:
             raise

@@ -17,7 +17,48 @@ ThreadsOption = Annotated[int | None, typer.Option("--threads", help="Intra-op t
 ShiftOption = Annotated[
     str | None, typer.Option("--shift", help="Conv-path shift of --model: group (default), fixed or tensor.")
 ]
-WorkspaceOption = Annotated[Path | None, typer.Option("--workspace", help="Artifact workspace.")]
+
+
+def _workspace_folder(value: Path | None) -> Path | None:
+    """--workspace is always the artifact folder: a value that reads as a memory size (4G, 512MiB) and
+    is not an existing folder was meant for build-trt's --trt-workspace."""
+    from acmix_deploy import validate
+
+    if value is not None and not value.is_dir() and validate.is_size(str(value)):
+        raise AcmixError(f"--workspace is the artifact folder, and {str(value)!r} reads as a memory size: "
+                         f"TensorRT's scratch memory is build-trt --trt-workspace {value}")
+    return value
+
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option("--workspace", callback=_workspace_folder, help="Artifact folder (default ./artifacts)."),
+]
+# The old name of build-trt's artifact folder: accepted for one release, not shown in --help.
+ArtifactsAlias = Annotated[Path | None, typer.Option("--artifacts", hidden=True, callback=_workspace_folder)]
+# --json has one meaning in every command: print the result as one JSON document on stdout (tables,
+# notes and progress then go to stderr); -o/--output is where a command writes its result file.
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON on stdout (instead of the tables).")
+]
+OutputJsonOption = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Write the result as a JSON file (atomically).")
+]
+
+
+def emit_json(doc: object) -> None:
+    """The --json document on stdout."""
+    import json
+
+    print(json.dumps(doc, indent=2), flush=True)
+
+
+def refuse_json_value(argv: list[str]) -> None:
+    """`--json FILE` (the old form of bench / profile / eval / loadtest): a one-line hint, not a parse
+    error far from the cause (eval would take FILE for an artifact)."""
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--json" and value.lower().endswith(".json"):
+            raise AcmixError(f"--json prints JSON on stdout and takes no file; write {value} with -o {value}")
 
 
 def split_list(values: Iterable[str] | None) -> list[str]:
@@ -55,12 +96,25 @@ def check_outputs(inputs: dict[str, Path | str | None] | None = None, **paths: P
         raise AcmixError(f"--plot writes a PNG; name it *.png (got {plot})")
 
 
-def stdout_console():
-    """A console for tables and lines: 200 columns wide when stdout is not a terminal (logs, pipes),
-    and printed lines never wrapped (a path stays on one line; a terminal wraps for itself)."""
+def stdout_console(stderr: bool = False):
+    """The console of every command: tables and lines, 200 columns wide when not a terminal (logs,
+    pipes), printed lines never wrapped (a path stays on one line; a terminal wraps for itself).
+    `stderr=True`: the same for notes, progress and warnings (stdout then holds only the result)."""
     from rich.console import Console
 
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, stderr=stderr)
     if not console.is_terminal:
-        console = Console(width=200, soft_wrap=True)
+        console = Console(width=200, soft_wrap=True, stderr=stderr)
     return console
+
+
+def stderr_console():
+    """stdout_console(stderr=True): progress, notes and warnings."""
+    return stdout_console(stderr=True)
+
+
+def warn(text: str) -> None:
+    """A warning: one line on stderr, `warning: ` first (never on stdout, which may hold JSON)."""
+    from rich.markup import escape
+
+    stderr_console().print(f"[yellow]warning: {escape(text)}[/yellow]", highlight=False)

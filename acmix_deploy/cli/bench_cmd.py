@@ -11,8 +11,11 @@ from acmix_deploy.cli._options import (
     ImgSizeOption,
     ShiftOption,
     ThreadsOption,
+    JsonOption,
+    OutputJsonOption,
     WorkspaceOption,
     check_outputs,
+    emit_json,
     int_list,
     split_list,
     stdout_console,
@@ -61,7 +64,8 @@ def bench_command(
     ] = False,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory per backend.")] = True,
     device: Annotated[str, typer.Option("--device", help="Where torch backends run: auto, cpu, cuda.")] = "auto",
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
+    as_json: JsonOption = False,
+    output: OutputJsonOption = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write latency/throughput vs batch as PNG.")] = None,
     workspace: WorkspaceOption = None,
@@ -72,7 +76,7 @@ def bench_command(
     from acmix_deploy.bench import report
     from acmix_deploy.bench.run import bench
 
-    check_outputs({"--onnx": onnx, "--engine": engine, "--baseline": baseline}, json=json_out, csv=csv_out, plot=plot)
+    check_outputs({"--onnx": onnx, "--engine": engine, "--baseline": baseline}, output=output, csv=csv_out, plot=plot)
     batches = int_list(batch, "--batch") or [1]
     from acmix_deploy.progress import Phases
 
@@ -86,12 +90,16 @@ def bench_command(
             include_transfers=include_transfers, memory=memory, device=device, workspace=workspace,
             progress=phases,
         )
-    out = stdout_console()
-    report.render_table(result, out)
-    if not any(r.ok for r in result.rows):  # a failed run writes no report (an old one stays as it was)
+    failed = not any(r.ok for r in result.rows)
+    out = stdout_console(stderr=as_json)  # with --json, stdout holds the JSON document only
+    if not as_json or failed:
+        report.render_table(result, out)
+    if failed:  # a failed run writes no report (an old one stays as it was)
         raise AcmixError("no backend produced a measurement (see the reasons above); nothing written")
-    if json_out:
-        out.print(f"wrote {report.write_json(result, json_out)}", highlight=False)
+    if as_json:
+        emit_json(report.to_json_dict(result))
+    if output:
+        out.print(f"wrote {report.write_json(result, output)}", highlight=False)
     if csv_out:
         out.print(f"wrote {report.write_csv(result, csv_out)}")
     if plot:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,16 +18,15 @@ def digits_command(
     out: Annotated[Path, typer.Argument(help="Folder to create: DIR/train/<digit>/ and DIR/val/<digit>/.")],
     size: Annotated[int, typer.Option(help="Image side in px (8 = the original 8x8).")] = 32,
     resample: Annotated[str, typer.Option(help="Upscaling filter: bilinear, nearest or bicubic.")] = "bilinear",
-    npy: Annotated[Optional[Path], typer.Option(help="Also write the train split as uint8 (N, H, W, 3) RGB .npy (calibration data).")] = None,
+    npy: Annotated[Path | None, typer.Option(help="Also write the train split as uint8 (N, H, W, 3) RGB .npy (calibration data).")] = None,
     force: Annotated[bool, typer.Option(help="Replace DIR if it exists.")] = False,
 ) -> None:
     """scikit-learn's 1,797 handwritten digits, fixed stratified 80/20 split (seed 0): 1,437 train / 360 val."""
-    from rich.console import Console
-
+    from acmix_deploy.cli._options import stdout_console
     from acmix_deploy.train.digits import write_digits
 
     written = write_digits(out, size=size, resample=resample, npy=npy, force=force)
-    console = Console(soft_wrap=True)
+    console = stdout_console()
     totals = written.totals
     console.print(
         f"wrote {out}: {totals['train']} train / {totals['val']} val images, 10 classes, "

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from acmix_deploy.cli._options import stdout_console
+from acmix_deploy.cli._options import JsonOption, OutputJsonOption, emit_json, stdout_console
 from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
 
@@ -34,15 +34,16 @@ def eval_command(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 64,
     on_corrupt: Annotated[str, typer.Option("--on-corrupt", help="skip: leave unreadable images out and list them; stop: fail on the first.")] = "skip",
     workers: Annotated[int, typer.Option(help="Image decoding worker processes.")] = 0,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name for checkpoints that do not record it (e.g. official weights).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="Device for checkpoints: cpu or cuda \\[default: cuda if available].")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for PyTorch and ONNX Runtime \\[default: all cores].")] = None,
-    img_size: Annotated[Optional[int], typer.Option("--img-size", rich_help_panel=_PRE)] = None,
-    mean: Annotated[Optional[str], typer.Option(help="e.g. 0.485,0.456,0.406", rich_help_panel=_PRE)] = None,
-    std: Annotated[Optional[str], typer.Option(help="e.g. 0.229,0.224,0.225", rich_help_panel=_PRE)] = None,
-    crop_ratio: Annotated[Optional[float], typer.Option("--crop-ratio", rich_help_panel=_PRE)] = None,
-    interpolation: Annotated[Optional[str], typer.Option(help="bilinear, bicubic, nearest or lanczos", rich_help_panel=_PRE)] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name for checkpoints that do not record it (e.g. official weights).")] = None,
+    device: Annotated[str | None, typer.Option(help="Device for checkpoints: cpu or cuda \\[default: cuda if available].")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for PyTorch and ONNX Runtime \\[default: all cores].")] = None,
+    img_size: Annotated[int | None, typer.Option("--img-size", rich_help_panel=_PRE)] = None,
+    mean: Annotated[str | None, typer.Option(help="e.g. 0.485,0.456,0.406", rich_help_panel=_PRE)] = None,
+    std: Annotated[str | None, typer.Option(help="e.g. 0.229,0.224,0.225", rich_help_panel=_PRE)] = None,
+    crop_ratio: Annotated[float | None, typer.Option("--crop-ratio", rich_help_panel=_PRE)] = None,
+    interpolation: Annotated[str | None, typer.Option(help="bilinear, bicubic, nearest or lanczos", rich_help_panel=_PRE)] = None,
+    as_json: JsonOption = False,
+    output: OutputJsonOption = None,
 ) -> None:
     """Accuracy of each artifact, its delta to the first and how often it picks the same class."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -53,15 +54,15 @@ def eval_command(
     from acmix_deploy import validate
 
     validate.img_size(img_size, batch=batch_size)
-    if json_out is not None:
-        check_destination(json_out, "--json")
-        check_collisions([(f"artifact {i + 1}", a) for i, a in enumerate(artifacts)], {"--json": json_out})
+    if output is not None:
+        check_destination(output, "-o")
+        check_collisions([(f"artifact {i + 1}", a) for i, a in enumerate(artifacts)], {"-o": output})
 
     fallback = {
         "input_size": img_size, "mean": _floats(mean, "--mean"), "std": _floats(std, "--std"),
         "crop_ratio": crop_ratio, "interpolation": interpolation,
     }
-    console = stdout_console()  # tables at 200 columns when piped
+    console = stdout_console(stderr=as_json)  # tables at 200 columns when piped; with --json on stderr
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("eval", total=None)
@@ -70,12 +71,16 @@ def eval_command(
             fallback=fallback, model_name=model, device=device, threads=threads,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    print_report(report, console)
-    if not any(r.available for r in report.results):
+    failed = not any(r.available for r in report.results)
+    if not as_json or failed:
+        print_report(report, console)
+    if failed:
         raise AcmixError("nothing was evaluated: no artifact could run here (see the table)")
-    if json_out is not None:
-        write_bytes_atomic(json_out, json.dumps(report.to_dict(), indent=2).encode())
-        console.print(f"wrote {json_out}")
+    if as_json:
+        emit_json(report.to_dict())
+    if output is not None:
+        write_bytes_atomic(output, json.dumps(report.to_dict(), indent=2).encode())
+        console.print(f"wrote {output}", highlight=False, markup=False)
 
 
 def print_report(report, console) -> None:

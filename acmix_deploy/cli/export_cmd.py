@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from acmix_deploy.cli._options import WorkspaceOption, stdout_console
 from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
 
@@ -31,11 +31,11 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 @app.command("export")
 def export_command(
     model: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--model", "-m", help="registered model name (see list-models); optional with a checkpoint written by acmix-deploy"),
     ] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="weights to load (safe loading)")] = None,
-    img_size: Annotated[Optional[int], typer.Option("--img-size", help="input side in px (default: the model card's)")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="weights to load (safe loading)")] = None,
+    img_size: Annotated[int | None, typer.Option("--img-size", help="input side in px (default: the model card's)")] = None,
     batch: Annotated[int, typer.Option("--batch", help="fixed batch size")] = 1,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="symbolic batch dimension")] = False,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset")] = 18,
@@ -43,20 +43,20 @@ def export_command(
     features: Annotated[bool, typer.Option("--features", help="output the four stage maps stage1..stage4")] = False,
     optimize: Annotated[bool, typer.Option("--optimize/--no-optimize", help="run the graph passes (acmix-deploy optimize)")] = True,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check against PyTorch in ONNX Runtime")] = True,
-    workspace: Annotated[Optional[Path], typer.Option("--workspace", help="artifact workspace (default ./artifacts)")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="output file (default: in the workspace)")] = None,
+    workspace: WorkspaceOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="output file (default: in the workspace)")] = None,
     override: Annotated[
-        Optional[list[str]], typer.Option("--override", help="model override KEY=VALUE (width, k_att, window, ...)")
+        list[str] | None, typer.Option("--override", help="model override KEY=VALUE (width, k_att, window, ...)")
     ] = None,
     conv_form: Annotated[
-        Optional[str], typer.Option("--conv-form", help="ResNet-ACmix conv path: split | grouped | dense")
+        str | None, typer.Option("--conv-form", help="ResNet-ACmix conv path: split | grouped | dense")
     ] = None,
 ) -> None:
     """Export a model to ONNX (deploy form), verify it against the PyTorch reference, record it."""
     from acmix_deploy.export import export_onnx
     from acmix_deploy.progress import Phases
 
-    console = Console(soft_wrap=True)
+    console = stdout_console()
     deploy_options = {"conv_form": conv_form} if conv_form else None
     with Phases(console) as phase:  # a spinner with the phase on a terminal, one line per phase in a log
         result = export_onnx(

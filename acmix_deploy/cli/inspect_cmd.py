@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from acmix_deploy.cli._options import JsonOption, WorkspaceOption, stdout_console
 from acmix_deploy.cli.app import app
-
-console = Console(soft_wrap=True)
 
 
 @app.command("inspect")
 def inspect_cmd(
     engine: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Argument(metavar="[ENGINE]", help="engine file written by build-trt; default: the newest in the workspace"),
     ] = None,
     layers: Annotated[bool, typer.Option(help="also list the engine's layers (needs a GPU)")] = True,
     runtime: Annotated[str, typer.Option(help="auto (the engine's own) | tensorrt | tensorrt-rtx")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="print the sidecar as JSON only")] = False,
-    workspace: Annotated[Optional[Path], typer.Option("--workspace", help="artifact workspace (default ./artifacts)")] = None,
+    as_json: JsonOption = False,
+    workspace: WorkspaceOption = None,
 ) -> None:
     """Show how an engine was built (model, precision, batch profile, TensorRT, GPU) and its layers."""
+    from rich.table import Table
+
     from acmix_deploy.trt.inspect import inspect_engine, layer_summary
 
     if engine is None:
@@ -46,6 +45,7 @@ def inspect_cmd(
     if as_json:
         print(side.to_json())
         return
+    console = stdout_console()
     table = Table(title=str(engine), show_header=False, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value")

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from acmix_deploy.cli._options import JsonOption, emit_json, stdout_console, warn
 from acmix_deploy.cli.app import app
 from acmix_deploy.gpucheck import cli as gpu_cli
-
-console = Console()
 
 
 @app.command("list-models")
 def list_models_cmd(
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """List the registered models: parameters and MACs as counted here and as the paper gives them,
     input size and paper top-1 (card data only: builds no model, imports no torch)."""
@@ -41,7 +38,7 @@ def list_models_cmd(
             }
         )
     if json_out:
-        print(json.dumps(rows, indent=2))
+        emit_json(rows)
         return
     table = Table(title="acmix-deploy model zoo (1000 classes; counted: this toolkit's count, paper: as published)")
     columns = {"model": "name", "params (M)\ncounted": "params_m", "params (M)\npaper": "paper_params_m",
@@ -50,7 +47,7 @@ def list_models_cmd(
         table.add_column(col, justify="left" if col == "model" else "right", no_wrap=col == "model")
     for r in rows:
         table.add_row(*(_cell(r[key], counted=key in ("params_m", "gmacs")) for key in columns.values()))
-    console.print(table)
+    stdout_console().print(table)
 
 
 def _cell(value: object, counted: bool = False) -> str:
@@ -62,14 +59,14 @@ def _cell(value: object, counted: bool = False) -> str:
 
 @app.command("info")
 def info_cmd(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name.")] = None,
-    img_size: Annotated[Optional[int], typer.Option("--img-size", help="Input size (default: the card's).")] = None,
-    checkpoint: Annotated[Optional[list[Path]], typer.Option(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Registered model name.")] = None,
+    img_size: Annotated[int | None, typer.Option("--img-size", help="Input size (default: the card's).")] = None,
+    checkpoint: Annotated[list[Path] | None, typer.Option(
         "--checkpoint", help="Report learned rate1/rate2 of this checkpoint (repeat to compare several in --plot).")] = None,
-    plot: Annotated[Optional[Path], typer.Option(
+    plot: Annotated[Path | None, typer.Option(
         "--plot", help="PNG of |rate1|, |rate2| and log|rate1/rate2| per ACmix layer (paper Fig. 5), one line per checkpoint.")] = None,
     non_strict: Annotated[bool, typer.Option("--non-strict", help="Allow a partial checkpoint load.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Parameters and MACs, total and split into ACmix stage I / stage II per block (paper Table 1).
 
@@ -99,8 +96,9 @@ def info_cmd(
         out = stats.to_dict()
         if rates:
             out["rates"] = {label: [p.to_dict() for p in pairs] for label, pairs in rates.items()}
-        print(json.dumps(out, indent=2))
+        emit_json(out)
         return
+    console = stdout_console()
     if plot is not None:
         console.print(f"wrote {escape(str(plot))} (rates of {len(rates)} checkpoint(s))")
     console.print(
@@ -125,7 +123,7 @@ def info_cmd(
     console.print(table)
 
 
-def _checkpoint_rates(checkpoints: list[Path], plot: Optional[Path]) -> dict:
+def _checkpoint_rates(checkpoints: list[Path], plot: Path | None) -> dict:
     """label -> RatePair list per checkpoint (labels: file names, or paths where names repeat); the PNG."""
     if not checkpoints:
         return {}
@@ -145,14 +143,14 @@ def _print_load_report(model) -> None:
     if report is None:
         return
     if not report.ok:
-        console.print(f"[yellow]partial load: {report.summary()}[/]")
+        warn(f"partial load: {report.summary()}")
     for line in report.lines():  # resized tables first, then any mismatched keys
-        console.print(f"  {line}")
+        stdout_console(stderr=True).print(f"  {line}", highlight=False, markup=False)  # stdout may hold --json
 
 
 @app.command("doctor")
 def doctor_cmd(
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: JsonOption = False,
     gpu_check: Annotated[
         bool, typer.Option("--gpu-check", help="Run every GPU-capable path here and write a report (see README).")
     ] = False,
@@ -174,7 +172,7 @@ def doctor_cmd(
 
     rows = collect()
     if json_out:
-        print(json.dumps(rows, indent=2))
+        emit_json(rows)
         return
     table = Table(title="acmix-deploy doctor")
     for col in ("component", "status", "details"):
@@ -182,4 +180,4 @@ def doctor_cmd(
     for r in rows:
         style = "green" if r["available"] else "yellow"
         table.add_row(r["name"], f"[{style}]{'ok' if r['available'] else 'missing'}[/]", escape(r["details"]))
-    console.print(table)
+    stdout_console().print(table)

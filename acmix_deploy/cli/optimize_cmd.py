@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from acmix_deploy.cli._options import JsonOption, WorkspaceOption, emit_json, stdout_console
 from acmix_deploy.cli.app import app
 from acmix_deploy.errors import AcmixError
 
@@ -33,7 +33,6 @@ def _size(n: int) -> str:
 
 
 def _print_passes() -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from acmix_deploy.passes import DEFAULT_ORDER, PASSES
@@ -47,14 +46,13 @@ def _print_passes() -> None:
     for name, info in PASSES.items():
         if name not in DEFAULT_ORDER:
             table.add_row("-", name, info.summary)
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def _print_report(report) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     ops = Table(title="nodes by op type")
     ops.add_column("op")
     ops.add_column("before", justify="right")
@@ -99,30 +97,30 @@ def _print_report(report) -> None:
 @app.command("optimize")
 def optimize(
     model_path: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Argument(help="ONNX file; default: the newest ONNX export in the workspace", show_default=False),
     ] = None,
     output: Annotated[
-        Optional[Path], typer.Option("-o", "--output", help="output file; default: <stem>.opt.onnx beside the input")
+        Path | None, typer.Option("-o", "--output", help="output file; default: <stem>.opt.onnx beside the input")
     ] = None,
     passes: Annotated[
-        Optional[str], typer.Option("--passes", help="comma list of passes to run, in this order")
+        str | None, typer.Option("--passes", help="comma list of passes to run, in this order")
     ] = None,
-    skip: Annotated[Optional[str], typer.Option("--skip", help="comma list of passes to leave out")] = None,
+    skip: Annotated[str | None, typer.Option("--skip", help="comma list of passes to leave out")] = None,
     list_passes: Annotated[bool, typer.Option("--list-passes", help="list the passes and exit")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    json_out: JsonOption = False,
     debug: Annotated[bool, typer.Option("--debug", help="run the parity gate after every pass")] = False,
     no_latency: Annotated[bool, typer.Option("--no-latency", help="skip the ORT latency comparison")] = False,
     latency_runs: Annotated[int, typer.Option("--latency-runs", min=10, help="timed runs per model")] = 20,
     input_shape: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--input-shape", help="NAME=2x3x224x224 for inputs with dynamic dims (repeatable)"),
     ] = None,
     model: Annotated[
-        Optional[str], typer.Option("--model", help="with no file: take the newest export of this model")
+        str | None, typer.Option("--model", help="with no file: take the newest export of this model")
     ] = None,
-    workspace: Annotated[Optional[Path], typer.Option("--workspace", help="artifact workspace")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ORT threads for timing")] = None,
+    workspace: WorkspaceOption = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="ORT threads for timing")] = None,
 ) -> None:
     """Fold, fuse and clean an ONNX graph; the result must match the input in ONNX Runtime."""
     if list_passes:
@@ -149,7 +147,7 @@ def optimize(
         threads=threads,
     )
     if json_out:
-        print(json.dumps(report.to_dict(), indent=2))
+        emit_json(report.to_dict())
     else:
         _print_report(report)
     if report.unchanged:

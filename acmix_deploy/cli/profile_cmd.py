@@ -9,10 +9,13 @@ import typer
 
 from acmix_deploy.cli._options import (
     ImgSizeOption,
+    JsonOption,
+    OutputJsonOption,
     ShiftOption,
     ThreadsOption,
     WorkspaceOption,
     check_outputs,
+    emit_json,
     split_list,
     stdout_console,
 )
@@ -35,13 +38,14 @@ def profile_command(
     ] = None,
     shift: ShiftOption = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG bar chart.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the profile as JSON.")] = None,
+    as_json: JsonOption = False,
+    output: OutputJsonOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Where the time goes: per op type and per ACmix block, split into stage I, attention, conv path, rest."""
     from acmix_deploy.bench.profile import profile, render_profile, write_profile_json, write_profile_plot
 
-    check_outputs({"--onnx": onnx, "--engine": engine}, json=json_out, plot=plot)
+    check_outputs({"--onnx": onnx, "--engine": engine}, output=output, plot=plot)
     from acmix_deploy import validate
 
     validate.positive_int(batch, "--batch")
@@ -60,11 +64,15 @@ def profile_command(
         shift=shift,
         workspace=workspace,
     )
-    out = stdout_console()
-    render_profile(report, out)
-    if not any(r.status == "ok" for r in report.results):  # a failed run writes nothing
+    failed = not any(r.status == "ok" for r in report.results)
+    out = stdout_console(stderr=as_json)  # with --json, stdout holds the JSON document only
+    if not as_json or failed:
+        render_profile(report, out)
+    if failed:  # a failed run writes nothing
         raise AcmixError("no backend produced a profile (see the reasons above); nothing written")
-    if json_out:
-        out.print(f"wrote {write_profile_json(report, json_out)}")
+    if as_json:
+        emit_json(report.to_dict())
+    if output:
+        out.print(f"wrote {write_profile_json(report, output)}")
     if plot:
         out.print(f"wrote {write_profile_plot(report, plot)}")

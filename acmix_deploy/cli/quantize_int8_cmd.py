@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from acmix_deploy.cli._options import WorkspaceOption, stdout_console, warn
 from acmix_deploy.cli.app import app
 from acmix_deploy.precision.int8_options import DEFAULT_METHOD, DEFAULT_SPLIT, Method, Rest, Split
-
-console = Console(soft_wrap=True)
 
 
 @app.command("quantize-int8")
 def quantize_int8_cmd(
     onnx_in: Annotated[
-        Optional[Path], typer.Argument(metavar="[IN.onnx]", help="fp32 ONNX; default: the newest export in the workspace")
+        Path | None, typer.Argument(metavar="[IN.onnx]", help="fp32 ONNX; default: the newest export in the workspace")
     ] = None,
     calib_data: Annotated[
         str, typer.Option(help="image folder (class subfolders), uint8 NHWC RGB .npy, or random")
@@ -30,8 +28,8 @@ def quantize_int8_cmd(
     holdout: Annotated[int, typer.Option(help="held-out inputs used to verify (never calibration inputs)")] = 128,
     split: Annotated[Split, typer.Option(help="which Conv/MatMul/Gemm are quantized")] = Split(DEFAULT_SPLIT),
     rest: Annotated[Rest, typer.Option(help="precision of what is not quantized (attention math, dep_conv ...)")] = Rest.fp16,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="where to write the int8 ONNX")] = None,
-    workspace: Annotated[Optional[Path], typer.Option(help="artifact workspace (default ./artifacts)")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="where to write the int8 ONNX")] = None,
+    workspace: WorkspaceOption = None,
 ) -> None:
     """int8 Q/DQ for stage I, fc, convs and linears; attention math, dep_conv, first conv and logits stay float."""
     from acmix_deploy.precision.int8 import quantize_int8
@@ -39,6 +37,7 @@ def quantize_int8_cmd(
 
     from acmix_deploy.progress import Phases
 
+    console = stdout_console()
     path, model = resolve_input_verbose(onnx_in, workspace, console.print)
     with Phases(console) as phase:
         result = quantize_int8(
@@ -49,8 +48,6 @@ def quantize_int8_cmd(
     for line in result.lines():
         console.print(line, highlight=False)
     if not result.report.meaningful:
-        console.print(
-            "[yellow]calibrated and verified on random noise: these numbers say nothing about accuracy on images; "
-            "the --min-agreement gate was not applied[/yellow]"
-        )
+        warn("calibrated and verified on random noise: these numbers say nothing about accuracy on images; "
+             "the --min-agreement gate was not applied")
     console.print(f"wrote {result.path}")

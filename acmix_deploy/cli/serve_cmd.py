@@ -12,7 +12,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -43,17 +43,17 @@ def default_runner(path: Path) -> str:
 
 @app.command("serve")
 def serve_command(
-    artifact: Annotated[Optional[Path], typer.Argument(help="ONNX file, engine or checkpoint (default: the newest ONNX in the workspace).")] = None,
-    repo: Annotated[Optional[Path], typer.Option("--repo", help="Serve this repository (from triton-repo --backend python) instead.")] = None,
-    model_name: Annotated[Optional[str], typer.Option("--model-name", help="Served name (default: the artifact's model name).")] = None,
-    runner: Annotated[Optional[str], typer.Option(help=f"One of {', '.join(_RUNNERS)} (default by file type).")] = None,
+    artifact: Annotated[Path | None, typer.Argument(help="ONNX file, engine or checkpoint (default: the newest ONNX in the workspace).")] = None,
+    repo: Annotated[Path | None, typer.Option("--repo", help="Serve this repository (from triton-repo --backend python) instead.")] = None,
+    model_name: Annotated[str | None, typer.Option("--model-name", help="Served name (default: the artifact's model name).")] = None,
+    runner: Annotated[str | None, typer.Option(help=f"One of {', '.join(_RUNNERS)} (default by file type).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 only when you mean it).")] = "127.0.0.1",
     http_port: Annotated[int, typer.Option("--http-port")] = 8000,
     grpc_port: Annotated[int, typer.Option("--grpc-port")] = 8001,
     metrics_port: Annotated[int, typer.Option("--metrics-port")] = 8002,
     max_batch_size: Annotated[int, typer.Option("--max-batch-size")] = 8,
     queue_delay_us: Annotated[int, typer.Option("--max-queue-delay-us")] = 100,
-    threads: Annotated[Optional[int], typer.Option(help="Runner threads (ONNX Runtime / PyTorch).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Runner threads (ONNX Runtime / PyTorch).")] = None,
     instances: Annotated[int, typer.Option(help="Model instances.")] = 1,
     ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for the server.")] = 180.0,
     workspace: WorkspaceOption = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,18 +15,19 @@ _KINDS = ("onnx", "onnx-optimized", "onnx-fp16", "onnx-int8", "engine")
 
 @app.command("triton-repo")
 def triton_repo_command(
-    artifacts: Annotated[Optional[list[Path]], typer.Argument(help="ONNX files or engines (default: the newest in the workspace).")] = None,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Repository folder to write.")] = Path("triton_repository"),
+    artifacts: Annotated[list[Path] | None, typer.Argument(help="ONNX files or engines (default: the newest in the workspace).")] = None,
+    out: Annotated[Path, typer.Option("-o", "--output", help="Repository folder to write.")] = Path("triton_repository"),
+    out_alias: Annotated[Path | None, typer.Option("--out", hidden=True)] = None,  # the old name, for one release
     backend: Annotated[str, typer.Option(help="auto: onnxruntime_onnx / tensorrt_plan by file; python: ONNX Runtime inside the python backend (CPU-only Triton).")] = "auto",
-    name: Annotated[Optional[str], typer.Option("--name", help="Model name (default: the model name the artifact carries).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Model name (default: the model name the artifact carries).")] = None,
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="For a dynamic ONNX batch axis.")] = 8,
     dynamic_batching: Annotated[bool, typer.Option("--dynamic-batching/--no-dynamic-batching")] = True,
     queue_delay_us: Annotated[int, typer.Option("--max-queue-delay-us", help="Dynamic batcher's max_queue_delay_microseconds.")] = 100,
-    preferred: Annotated[Optional[list[str]], typer.Option("--preferred-batch-size", help="e.g. 4,8")] = None,
+    preferred: Annotated[list[str] | None, typer.Option("--preferred-batch-size", help="e.g. 4,8")] = None,
     instance_kind: Annotated[str, typer.Option("--instance-kind", help="auto, cpu or gpu")] = "auto",
     instance_count: Annotated[int, typer.Option("--instances", help="Model instances per device.")] = 1,
     ensemble: Annotated[bool, typer.Option("--ensemble", help="Add <name>_preprocess (image bytes in) and the ensemble <name>_classify.")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime threads of a --backend python model.")] = None,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads of a --backend python model.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing repository folder.")] = False,
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -44,7 +45,7 @@ def triton_repo_command(
         instance_kind=f"KIND_{instance_kind.upper()}", instance_count=instance_count, ensemble=ensemble,
         threads=threads, force=force,
     )
-    result = triton_repo(paths, out, options)
+    result = triton_repo(paths, out_alias or out, options)
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"wrote {result.root}: {', '.join(result.models)}")

@@ -8,7 +8,7 @@ row failed, 2 for bad options.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,22 +18,22 @@ DEFAULT_OUT = Path("out/gpu_check")
 _STYLE = {"ok": "green", "not available": "yellow", "failed": "bold red"}
 
 OutOption = Annotated[
-    Optional[Path], typer.Option("--output-dir", "-o", help=f"Report folder for gpu_check.json and gpu_check.md (default: {DEFAULT_OUT}).")
+    Path | None, typer.Option("-o", "--output", help=f"Report folder for gpu_check.json and gpu_check.md (default: {DEFAULT_OUT}).")
 ]
 QuickOption = Annotated[bool, typer.Option("--quick", help="At most 2 minutes: skips torch.compile and the Swin parity rows.")]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="cuda: check the GPU paths; cpu: the dry mode (CPU analogues, tiny models).")
 ]
 BudgetOption = Annotated[
-    Optional[float], typer.Option("--budget-s", help="Time budget in seconds (default: 300; --quick 120; --device cpu 60).")
+    float | None, typer.Option("--budget-s", help="Time budget in seconds (default: 300; --quick 120; --device cpu 60).")
 ]
 OnlyOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--only", help="Run only these paths (names or prefixes, comma-separated: torch, onnx, tensorrt, "
                  "timing, train-steps ...); the others are reported as skipped."),
 ]
 WorkdirOption = Annotated[
-    Optional[Path], typer.Option("--workdir", hidden=True, help="Keep exports here and reuse them in later runs (tests).")
+    Path | None, typer.Option("--workdir", hidden=True, help="Keep exports here and reuse them in later runs (tests).")
 ]
 
 

@@ -60,88 +60,107 @@ def reconcile(model: onnx.ModelProto, fp32_nodes: set[str]) -> tuple[onnx.ModelP
     """Insert the missing fp16/fp32 Casts (see the module docstring); returns (a new model, casts added)."""
     model = _copy(model)
     graph = model.graph
-    fallback = _known_types(model)
-    types: dict[str, int] = {i.name: i.type.tensor_type.elem_type for i in graph.input}
-    inits = {i.name: i for i in graph.initializer}
-    types.update({name: init.data_type for name, init in inits.items()})
-    casts: dict[tuple[str, int], str] = {}
+    state = _Types(model)
     new_nodes: list[onnx.NodeProto] = []
-    added = 0
-
-    def converted(tensor: str, to: int, at: onnx.NodeProto) -> str:
-        nonlocal added
-        key = (tensor, to)
-        if key in casts:
-            return casts[key]
-        suffix = "__fp16" if to == TensorProto.FLOAT16 else "__fp32"
-        name = f"{tensor}{suffix}"
-        init = inits.get(tensor)
-        arr = numpy_helper.to_array(init) if init is not None else None
-        if arr is not None and (to == TensorProto.FLOAT or not np.any(np.abs(arr[np.isfinite(arr)]) > _FP16_MAX)):
-            dtype = np.float16 if to == TensorProto.FLOAT16 else np.float32
-            graph.initializer.append(numpy_helper.from_array(arr.astype(dtype), name))
-            inits[name] = graph.initializer[-1]
-        else:
-            new_nodes.append(helper.make_node("Cast", [tensor], [name], to=to, name=f"{at.name}/cast{suffix}_{tensor}"))
-            added += 1
-        types[name] = to
-        casts[key] = name
-        return name
-
     for node in graph.node:
         if node.op_type == "Constant":
             for attr in node.attribute:
                 if attr.name == "value":
-                    types[node.output[0]] = attr.t.data_type
+                    state.types[node.output[0]] = attr.t.data_type
             new_nodes.append(node)
             continue
         try:
             schema = onnx.defs.get_schema(node.op_type, _opset(model, node.domain), node.domain)
         except onnx.defs.SchemaError:
             schema = None
-        bound: dict[str, int] = {}
-        if schema is not None:
-            want = TensorProto.FLOAT if node.name in fp32_nodes else TensorProto.FLOAT16
-            groups: dict[str, list[int]] = {}
-            for i, name in enumerate(node.input):
-                formal = _formal(schema, i)
-                if name and formal is not None:
-                    groups.setdefault(formal.type_str, []).append(i)
-            for type_str, positions in groups.items():
-                present = {types.get(node.input[i], fallback.get(node.input[i])) for i in positions}
-                if type_str in _LITERAL:
-                    target = _LITERAL[type_str]
-                elif present >= set(FLOATS):
-                    target = want
-                else:
-                    if len(present) == 1:
-                        bound[type_str] = present.pop()
-                    continue
-                for i in positions:
-                    if types.get(node.input[i], fallback.get(node.input[i])) in FLOATS and types.get(
-                        node.input[i], fallback.get(node.input[i])
-                    ) != target:
-                        node.input[i] = converted(node.input[i], target, node)
-                bound[type_str] = target
+        want = TensorProto.FLOAT if node.name in fp32_nodes else TensorProto.FLOAT16
+        bound = state.bind_inputs(node, schema, want, new_nodes) if schema is not None else {}
         new_nodes.append(node)
-        for j, out in enumerate(node.output):
-            if node.op_type == "Cast":
-                types[out] = next(a.i for a in node.attribute if a.name == "to")
-                continue
-            formal = _formal(schema, j, outputs=True) if schema is not None else None
-            if formal is not None and formal.type_str in bound:
-                types[out] = bound[formal.type_str]
-            elif formal is not None and formal.type_str in _LITERAL:
-                types[out] = _LITERAL[formal.type_str]
-            elif out in fallback:
-                types[out] = fallback[out]
+        state.record_outputs(node, schema, bound)
     del graph.node[:]
     graph.node.extend(new_nodes)
     for out in graph.output:
-        if out.name in types and types[out.name] != out.type.tensor_type.elem_type:
+        if out.name in state.types and state.types[out.name] != out.type.tensor_type.elem_type:
             raise AcmixError(f"graph output {out.name} would change type; the fp16 conversion is inconsistent")
     del graph.value_info[:]
-    return onnx.shape_inference.infer_shapes(model), added
+    return onnx.shape_inference.infer_shapes(model), state.added
+
+
+class _Types:
+    """The element type of every tensor seen so far in a walk of the graph in order, and the casts
+    (or converted initializer copies) made on the way."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        self.graph = graph
+        self.fallback = _known_types(model)
+        self.types: dict[str, int] = {i.name: i.type.tensor_type.elem_type for i in graph.input}
+        self.inits = {i.name: i for i in graph.initializer}
+        self.types.update({name: init.data_type for name, init in self.inits.items()})
+        self.casts: dict[tuple[str, int], str] = {}
+        self.added = 0
+
+    def of(self, tensor: str) -> int | None:
+        return self.types.get(tensor, self.fallback.get(tensor))
+
+    def bind_inputs(self, node: onnx.NodeProto, schema, want: int, new_nodes: list[onnx.NodeProto]) -> dict[str, int]:
+        """Cast the inputs of each type parameter to one type (`want` where they disagree, the literal
+        type where the schema fixes it); returns type parameter -> bound type."""
+        bound: dict[str, int] = {}
+        groups: dict[str, list[int]] = {}
+        for i, name in enumerate(node.input):
+            formal = _formal(schema, i)
+            if name and formal is not None:
+                groups.setdefault(formal.type_str, []).append(i)
+        for type_str, positions in groups.items():
+            present = {self.of(node.input[i]) for i in positions}
+            if type_str in _LITERAL:
+                target = _LITERAL[type_str]
+            elif present >= set(FLOATS):
+                target = want
+            else:
+                if len(present) == 1:
+                    bound[type_str] = present.pop()
+                continue
+            for i in positions:
+                if self.of(node.input[i]) in FLOATS and self.of(node.input[i]) != target:
+                    node.input[i] = self.converted(node.input[i], target, node, new_nodes)
+            bound[type_str] = target
+        return bound
+
+    def converted(self, tensor: str, to: int, at: onnx.NodeProto, new_nodes: list[onnx.NodeProto]) -> str:
+        """`tensor` as type `to`: a converted initializer copy where the fp16 range allows, else a Cast."""
+        key = (tensor, to)
+        if key in self.casts:
+            return self.casts[key]
+        suffix = "__fp16" if to == TensorProto.FLOAT16 else "__fp32"
+        name = f"{tensor}{suffix}"
+        init = self.inits.get(tensor)
+        arr = numpy_helper.to_array(init) if init is not None else None
+        if arr is not None and (to == TensorProto.FLOAT or not np.any(np.abs(arr[np.isfinite(arr)]) > _FP16_MAX)):
+            dtype = np.float16 if to == TensorProto.FLOAT16 else np.float32
+            self.graph.initializer.append(numpy_helper.from_array(arr.astype(dtype), name))
+            self.inits[name] = self.graph.initializer[-1]
+        else:
+            new_nodes.append(helper.make_node("Cast", [tensor], [name], to=to, name=f"{at.name}/cast{suffix}_{tensor}"))
+            self.added += 1
+        self.types[name] = to
+        self.casts[key] = name
+        return name
+
+    def record_outputs(self, node: onnx.NodeProto, schema, bound: dict[str, int]) -> None:
+        """The output types: a Cast's `to`, a bound or literal type parameter, else the shape inference's."""
+        for j, out in enumerate(node.output):
+            if node.op_type == "Cast":
+                self.types[out] = next(a.i for a in node.attribute if a.name == "to")
+                continue
+            formal = _formal(schema, j, outputs=True) if schema is not None else None
+            if formal is not None and formal.type_str in bound:
+                self.types[out] = bound[formal.type_str]
+            elif formal is not None and formal.type_str in _LITERAL:
+                self.types[out] = _LITERAL[formal.type_str]
+            elif out in self.fallback:
+                self.types[out] = self.fallback[out]
 
 
 def validate(model: onnx.ModelProto, what: str) -> None:

@@ -153,15 +153,17 @@ def train(
     console: Any | None = None,
     show_progress: bool = True,
     stop_after: int | None = None,
+    warn_console: Any | None = None,
 ) -> TrainResult:
     """Run (or continue) a training run; `stop_after` ends it after that many epochs in total, as an
-    interruption would (the schedule still spans `config.epochs`)."""
+    interruption would (the schedule still spans `config.epochs`). Warnings go to `warn_console`
+    (default: `console` when one is given, else stderr)."""
     env = D.setup()
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(config, resume, env, console, show_progress, stop_after)
+        return _train(config, resume, env, console, show_progress, stop_after, warn_console)
     finally:
         torch.set_num_threads(threads)
         D.teardown(env)
@@ -177,6 +179,51 @@ def _check_run_outputs(out_dir: Path) -> None:
         check_destination(out_dir / name, "-o", create=False)
 
 
+@dataclass
+class _Data:
+    train_ds: ImageFolder
+    val_ds: ImageFolder
+    sampler: EpochSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    steps_per_epoch: int
+
+
+@dataclass
+class _Optim:
+    net: nn.Module  # the model as trained: DDP-wrapped and / or compiled
+    optimizer: torch.optim.Optimizer
+    schedule: WarmupCosine
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+
+
+@dataclass
+class _Standing:
+    """Where the run stands: the next epoch, the best val top-1 so far, the metric rows."""
+
+    start_epoch: int = 0
+    best_top1: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """Everything an epoch needs, set up once."""
+
+    config: TrainConfig
+    env: D.DistEnv
+    out: Any  # the console on rank 0, _Quiet elsewhere
+    warn: Any  # where warnings go (stderr from the CLI), _Quiet off rank 0
+    out_dir: Path
+    amp_dtype: torch.dtype | None
+    classes: list[str]
+    model: nn.Module
+    data: _Data
+    optim: _Optim
+
+
 def _train(
     config: TrainConfig,
     resume: ResumeState | None,
@@ -184,14 +231,49 @@ def _train(
     console: Any | None,
     show_progress: bool,
     stop_after: int | None,
+    warn_console: Any | None = None,
 ) -> TrainResult:
-    from acmix_deploy.registry import create_model
+    from rich.console import Console
 
-    if console is None:
-        from rich.console import Console
-
-        console = Console(soft_wrap=True)
+    warn_console = warn_console or console or Console(soft_wrap=True, stderr=True)
+    console = console or Console(soft_wrap=True)
     out = console if env.is_main else _Quiet()
+    warn = warn_console if env.is_main else _Quiet()
+    out_dir = _check_start(config, resume, env)
+    amp_dtype = _amp_dtype(config, env.device, warn)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    train_root, val_root = split_dir(config.data, "train"), split_dir(config.data, "val")
+    classes = _classes(config, resume, train_root)
+    model, pre = _model(config, resume, classes, env.device)
+    data = _data(config, env, pre, classes, train_root, val_root)
+    optim = _optim(config, env, model, data.steps_per_epoch, amp_dtype)
+    run = _Run(config, env, out, warn, out_dir, amp_dtype, classes, model, data, optim)
+    state = _resume(run, resume) if resume is not None else _Standing()
+    _say_start(run, pre)
+
+    result = TrainResult(out_dir, state.start_epoch, state.best_top1, state.best_epoch, state.history,
+                         train_images=len(data.train_ds), val_images=len(data.val_ds))
+    end_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    started = time.perf_counter()
+    progress = _progress(console, env.is_main and show_progress)
+    corrupt_seen: set[int] = set()
+    with progress:
+        for epoch in range(state.start_epoch, end_epoch):
+            _epoch(run, state, epoch, progress, corrupt_seen, result)
+    result.best_top1, result.best_epoch, result.history = state.best_top1, state.best_epoch, state.history
+    result.seconds = time.perf_counter() - started
+    if env.is_main and result.epochs_done > state.start_epoch:
+        out.print(
+            f"best val top-1 {state.best_top1:.2f}% (epoch {state.best_epoch}); {result.seconds:.1f}s; wrote "
+            f"{out_dir / LAST}, {out_dir / BEST}, {out_dir / METRICS}, {out_dir / CURVES}"
+        )
+    return result
+
+
+def _check_start(config: TrainConfig, resume: ResumeState | None, env: D.DistEnv) -> Path:
+    """The run folder (a new run never overwrites another) and a batch that splits over the processes."""
     out_dir = Path(config.out)
     if resume is None and (out_dir / LAST).exists():
         raise AcmixError(
@@ -201,16 +283,12 @@ def _train(
         _check_run_outputs(out_dir)
     if config.batch_size % env.world:
         raise AcmixError(f"--batch-size {config.batch_size} is not divisible by the {env.world} processes")
-    device = env.device
-    amp_dtype = _amp_dtype(config, device, out)
+    return out_dir
 
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
 
-    # data: class order = sorted train folder names; val must have the same folders
-    train_root, val_root = split_dir(config.data, "train"), split_dir(config.data, "val")
-    classes = find_classes(train_root)  # the folder names only; train_ds lists the images below
+def _classes(config: TrainConfig, resume: ResumeState | None, train_root: Path) -> list[str]:
+    """Class order = sorted train folder names; they must match --num-classes and a resumed run."""
+    classes = find_classes(train_root)  # the folder names only; the dataset lists the images below
     given_classes = config.overrides.get("num_classes")
     if given_classes is not None and given_classes != len(classes):
         raise AcmixError(f"--num-classes {given_classes} but {train_root} has {len(classes)} class folders")
@@ -218,6 +296,14 @@ def _train(
         saved = resume.train.get("classes")
         if saved is not None and list(saved) != classes:
             raise AcmixError(f"{train_root} classes differ from the resumed run's classes {saved}")
+    return classes
+
+
+def _model(
+    config: TrainConfig, resume: ResumeState | None, classes: list[str], device: torch.device
+) -> tuple[nn.Module, Preprocessing]:
+    """The registered model (resumed weights loaded) in the training form, on `device`, and its preprocessing."""
+    from acmix_deploy.registry import create_model
 
     overrides = {k: v for k, v in config.overrides.items() if k != "num_classes"}
     overrides["num_classes"] = len(classes)
@@ -229,29 +315,39 @@ def _train(
     to_form(model, config.form)  # same parameters and keys in either form; draws no random numbers
     pre = Preprocessing.from_card(model.card)
     model.to(device)
+    return model, pre
 
+
+def _data(
+    config: TrainConfig, env: D.DistEnv, pre: Preprocessing, classes: list[str], train_root: Path, val_root: Path
+) -> _Data:
+    """Seeded training loader (this process's shard of each epoch) and the sharded val loader."""
     transform = TrainTransform(pre, scale=(config.min_scale, 1.0), hflip=config.hflip)
     train_ds = ImageFolder(train_root, SeededTrain(transform, config.seed), classes, substitute_corrupt=True)
     val_ds = ImageFolder(val_root, EvalOnly(pre), classes)
     per_rank = config.batch_size // env.world
     sampler = EpochSampler(len(train_ds), env.rank, env.world, config.seed)
-    cuda = device.type == "cuda"
-    loader_kw = dict(num_workers=config.workers, collate_fn=collate, pin_memory=cuda,
+    loader_kw = dict(num_workers=config.workers, collate_fn=collate, pin_memory=env.device.type == "cuda",
                      persistent_workers=config.workers > 0)
     train_loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, drop_last=True,
                               generator=torch.Generator().manual_seed(config.seed), **loader_kw)
     val_loader = DataLoader(val_ds, batch_size=per_rank, sampler=ShardSampler(len(val_ds), env.rank, env.world),
                             **loader_kw)
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
+    if len(train_loader) == 0:
         raise AcmixError(
             f"--batch-size {config.batch_size} is larger than the {len(train_ds)} training images"
             + (f" split over {env.world} processes" if env.distributed else "")
         )
+    return _Data(train_ds, val_ds, sampler, train_loader, val_loader, len(train_loader))
 
+
+def _optim(
+    config: TrainConfig, env: D.DistEnv, model: nn.Module, steps_per_epoch: int, amp_dtype: torch.dtype | None
+) -> _Optim:
+    """DDP / compile wrapping, optimizer, warm-up + cosine schedule, loss scaler, loss."""
     net: nn.Module = model
     if env.distributed:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
     if config.compile:
         net = torch.compile(net, dynamic=False)  # one graph per map size (sizes never change in a run)
     optimizer = make_optimizer(model, config.opt, config.lr, config.weight_decay, config.momentum)
@@ -259,143 +355,148 @@ def _train(
         optimizer, config.lr, config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch), config.min_lr
     )
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return _Optim(net, optimizer, schedule, scaler, nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
 
-    start_epoch, best_top1, best_epoch, history = 0, -1.0, 0, []
-    if resume is not None:
-        st = resume.train
-        optimizer.load_state_dict(st["optimizer"])
-        schedule.load_state_dict(st["schedule"])
-        if st.get("scaler"):
-            scaler.load_state_dict(st["scaler"])
-        start_epoch, best_top1, best_epoch = int(st["epoch"]), float(st["best_top1"]), int(st["best_epoch"])
-        history = list(st["history"])
-        if st.get("steps_per_epoch") != steps_per_epoch:
-            raise AcmixError(
-                f"the resumed run had {st.get('steps_per_epoch')} steps per epoch, this data gives {steps_per_epoch}: "
-                "the training set changed"
-            )
-        rngs = st["rng"]
-        if len(rngs) == env.world:
-            _set_rng_state(rngs[env.rank], device)
-        else:
-            out.print(
-                f"[yellow]warning:[/] the run was saved with {len(rngs)} process(es), resumed with {env.world}: "
-                "it continues, but not bit-exactly"
-            )
-            torch.manual_seed(config.seed + start_epoch)
-        out.print(f"resuming {resume.path} after epoch {start_epoch}/{config.epochs}")
-        saved = {k: st["config"].get(k, d) for k, d in (("form", "reference"), ("compile", False))}
-        changed = [f"{k} {saved[k]} -> {getattr(config, k)}" for k in saved if saved[k] != getattr(config, k)]
-        if changed:
-            out.print(f"note: {', '.join(changed)}: the same function computed another way; the run continues "
-                      "within rounding, not bit-exactly")
-        if start_epoch >= config.epochs:
-            out.print(f"the run already finished all {config.epochs} epochs; nothing to do")
 
-    where = f"{device}" + (f" x {env.world} processes" if env.distributed else "") + f", {torch.get_num_threads()} threads"
+def _resume(run: _Run, resume: ResumeState) -> _Standing:
+    """Optimizer, schedule, scaler, RNG states and metric history of the saved run (checked against this one)."""
+    st, optim, out, config = resume.train, run.optim, run.out, run.config
+    optim.optimizer.load_state_dict(st["optimizer"])
+    optim.schedule.load_state_dict(st["schedule"])
+    if st.get("scaler"):
+        optim.scaler.load_state_dict(st["scaler"])
+    state = _Standing(int(st["epoch"]), float(st["best_top1"]), int(st["best_epoch"]), list(st["history"]))
+    if st.get("steps_per_epoch") != run.data.steps_per_epoch:
+        raise AcmixError(
+            f"the resumed run had {st.get('steps_per_epoch')} steps per epoch, this data gives "
+            f"{run.data.steps_per_epoch}: the training set changed"
+        )
+    rngs = st["rng"]
+    if len(rngs) == run.env.world:
+        _set_rng_state(rngs[run.env.rank], run.env.device)
+    else:
+        run.warn.print(
+            f"[yellow]warning:[/] the run was saved with {len(rngs)} process(es), resumed with {run.env.world}: "
+            "it continues, but not bit-exactly"
+        )
+        torch.manual_seed(config.seed + state.start_epoch)
+    out.print(f"resuming {resume.path} after epoch {state.start_epoch}/{config.epochs}")
+    saved = {k: st["config"].get(k, d) for k, d in (("form", "reference"), ("compile", False))}
+    changed = [f"{k} {saved[k]} -> {getattr(config, k)}" for k in saved if saved[k] != getattr(config, k)]
+    if changed:
+        out.print(f"note: {', '.join(changed)}: the same function computed another way; the run continues "
+                  "within rounding, not bit-exactly")
+    if state.start_epoch >= config.epochs:
+        out.print(f"the run already finished all {config.epochs} epochs; nothing to do")
+    return state
+
+
+def _say_start(run: _Run, pre: Preprocessing) -> None:
+    config, env, model, amp_dtype = run.config, run.env, run.model, run.amp_dtype
+    where = f"{env.device}" + (f" x {env.world} processes" if env.distributed else "") + f", {torch.get_num_threads()} threads"
     amp_note = f", amp {str(amp_dtype).removeprefix('torch.')}" if amp_dtype else ""
     if form_of(model) == "fast" or config.compile:
         amp_note += f", {form_of(model)} ACmix form" + (", compiled" if config.compile else "")
-    out.print(
+    run.out.print(
         f"training {config.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.3f}M params, "
-        f"{pre.input_size} px) on {len(train_ds)} train / {len(val_ds)} val images, {len(classes)} classes, "
-        f"{where}{amp_note}; {config.opt} lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs"
+        f"{pre.input_size} px) on {len(run.data.train_ds)} train / {len(run.data.val_ds)} val images, "
+        f"{len(run.classes)} classes, {where}{amp_note}; {config.opt} lr {config.lr:g}, "
+        f"batch {config.batch_size}, {config.epochs} epochs"
     )
 
-    result = TrainResult(out_dir, start_epoch, best_top1, best_epoch, history,
-                         train_images=len(train_ds), val_images=len(val_ds))
-    end_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
-    started = time.perf_counter()
-    progress = _progress(console, env.is_main and show_progress)
-    corrupt_seen: set[int] = set()
-    with progress:
-        for epoch in range(start_epoch, end_epoch):
-            t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
-            task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, info="")
-            net.train()
-            loss_sum = correct = seen = 0.0
-            lr = config.lr
-            for step, batch in enumerate(train_loader):
-                corrupt_seen.update(batch.corrupt)
-                x = batch.images.to(device, non_blocking=True)
-                y = batch.labels.to(device, non_blocking=True)
-                lr = schedule.apply()
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    logits = net(x)
-                    loss = criterion(logits.float(), y)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise AcmixError(
-                        f"the loss became {value} at epoch {epoch + 1} step {step + 1} (lr {lr:.3g}); lower --lr"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                schedule.advance()
-                result.step_losses.append(value)
-                n = y.numel()
-                loss_sum += value * n
-                correct += (logits.argmax(1) == y).sum().item()
-                seen += n
-                progress.update(task, advance=1, info=f"loss {loss_sum / seen:.4f} lr {lr:.3g}")
-            progress.remove_task(task)
-            loss_sum, correct, seen = D.all_sum(env, [loss_sum, correct, seen])
-            D.sync_buffers(env, model)
-            val = evaluate_loader(model, val_loader, env, amp_dtype)
-            row = {
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train_loss": loss_sum / seen,
-                "train_acc": 100.0 * correct / seen,
-                "val_loss": val["loss"],
-                "val_top1": val["top1"],
-                "val_top5": val["top5"],
-                "time_s": 0.0,
-            }
-            improved = row["val_top1"] > best_top1
-            if improved:
-                best_top1, best_epoch = row["val_top1"], epoch + 1
-            rngs = D.gather_objects(env, _to_cpu(_rng_state(device)))
-            row["time_s"] = time.perf_counter() - t0
-            history.append(row)
-            bad = sorted(set().union(*D.gather_objects(env, sorted(corrupt_seen))))
-            error = None
-            if env.is_main:
-                try:
-                    _write_epoch(model, config, classes, out_dir, history, row, improved, best_top1, best_epoch,
-                                 optimizer, schedule, scaler, rngs, steps_per_epoch, int(val["count"]), len(train_ds))
-                except AcmixError as exc:
-                    error = str(exc)
-            error = D.broadcast_object(env, error)
-            if error:
-                raise AcmixError(error)
-            out.print(
-                f"epoch {epoch + 1:>3}/{config.epochs}  lr {lr:.4g}  train loss {row['train_loss']:.4f} "
-                f"acc {row['train_acc']:.2f}%  val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2f}% "
-                f"top-5 {row['val_top5']:.2f}%  {row['time_s']:.1f}s" + ("  [green]best[/]" if improved else "")
-            )
-            if val["skipped"] and epoch == start_epoch:
-                out.print(f"[yellow]warning:[/] {int(val['skipped'])} corrupt validation image(s) left out of "
-                          f"the val metrics (run `acmix-deploy eval` to list them)")
-            if bad and epoch == start_epoch:
-                names = ", ".join(str(train_ds.samples[i][0]) for i in bad[:5])
-                out.print(
-                    f"[yellow]warning:[/] {len(bad)} corrupt training image(s) replaced by their next readable "
-                    f"neighbour: {names}{' ...' if len(bad) > 5 else ''}"
-                )
-            result.epochs_done = epoch + 1
-            result.corrupt_train = [str(train_ds.samples[i][0]) for i in bad]
-    result.best_top1, result.best_epoch, result.history = best_top1, best_epoch, history
-    result.seconds = time.perf_counter() - started
-    if env.is_main and result.epochs_done > start_epoch:
-        out.print(
-            f"best val top-1 {best_top1:.2f}% (epoch {best_epoch}); {result.seconds:.1f}s; wrote {out_dir / LAST}, "
-            f"{out_dir / BEST}, {out_dir / METRICS}, {out_dir / CURVES}"
+
+def _epoch(run: _Run, state: _Standing, epoch: int, progress: Any, corrupt_seen: set[int], result: TrainResult) -> None:
+    """One epoch: train steps, val metrics, checkpoints and records (rank 0), the epoch's line."""
+    t0 = time.perf_counter()
+    run.data.sampler.set_epoch(epoch)
+    lr, sums = _train_steps(run, epoch, progress, corrupt_seen, result)
+    loss_sum, correct, seen = D.all_sum(run.env, sums)
+    D.sync_buffers(run.env, run.model)
+    val = evaluate_loader(run.model, run.data.val_loader, run.env, run.amp_dtype)
+    row = {
+        "epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": 100.0 * correct / seen,
+        "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"], "time_s": 0.0,
+    }
+    improved = row["val_top1"] > state.best_top1
+    if improved:
+        state.best_top1, state.best_epoch = row["val_top1"], epoch + 1
+    rngs = D.gather_objects(run.env, _to_cpu(_rng_state(run.env.device)))
+    row["time_s"] = time.perf_counter() - t0
+    state.history.append(row)
+    bad = sorted(set().union(*D.gather_objects(run.env, sorted(corrupt_seen))))
+    _save_epoch(run, state, row, improved, rngs, int(val["count"]))
+    _say_epoch(run, row, improved, epoch == state.start_epoch, int(val["skipped"]), bad)
+    result.epochs_done = epoch + 1
+    result.corrupt_train = [str(run.data.train_ds.samples[i][0]) for i in bad]
+
+
+def _train_steps(
+    run: _Run, epoch: int, progress: Any, corrupt_seen: set[int], result: TrainResult
+) -> tuple[float, list[float]]:
+    """The epoch's optimizer steps on this process's shard: (last lr, [loss sum, correct, seen])."""
+    config, optim, device, amp_dtype = run.config, run.optim, run.env.device, run.amp_dtype
+    task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=run.data.steps_per_epoch, info="")
+    optim.net.train()
+    loss_sum = correct = seen = 0.0
+    lr = config.lr
+    for step, batch in enumerate(run.data.train_loader):
+        corrupt_seen.update(batch.corrupt)
+        x = batch.images.to(device, non_blocking=True)
+        y = batch.labels.to(device, non_blocking=True)
+        lr = optim.schedule.apply()
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = optim.net(x)
+            loss = optim.criterion(logits.float(), y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise AcmixError(f"the loss became {value} at epoch {epoch + 1} step {step + 1} (lr {lr:.3g}); lower --lr")
+        optim.optimizer.zero_grad(set_to_none=True)
+        optim.scaler.scale(loss).backward()
+        optim.scaler.step(optim.optimizer)
+        optim.scaler.update()
+        optim.schedule.advance()
+        result.step_losses.append(value)
+        n = y.numel()
+        loss_sum += value * n
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += n
+        progress.update(task, advance=1, info=f"loss {loss_sum / seen:.4f} lr {lr:.3g}")
+    progress.remove_task(task)
+    return lr, [loss_sum, correct, seen]
+
+
+def _save_epoch(run: _Run, state: _Standing, row: dict[str, Any], improved: bool, rngs: list, val_count: int) -> None:
+    """Rank 0 writes; a failed write stops every process with the same one-line error."""
+    error = None
+    if run.env.is_main:
+        try:
+            _write_epoch(run.model, run.config, run.classes, run.out_dir, state.history, row, improved,
+                         state.best_top1, state.best_epoch, run.optim.optimizer, run.optim.schedule,
+                         run.optim.scaler, rngs, run.data.steps_per_epoch, val_count, len(run.data.train_ds))
+        except AcmixError as exc:
+            error = str(exc)
+    error = D.broadcast_object(run.env, error)
+    if error:
+        raise AcmixError(error)
+
+
+def _say_epoch(run: _Run, row: dict[str, Any], improved: bool, first: bool, val_skipped: int, bad: list[int]) -> None:
+    """The epoch's metrics line; on the first epoch of this process, what corrupt images were left out."""
+    out, config = run.out, run.config
+    out.print(
+        f"epoch {row['epoch']:>3}/{config.epochs}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
+        f"acc {row['train_acc']:.2f}%  val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2f}% "
+        f"top-5 {row['val_top5']:.2f}%  {row['time_s']:.1f}s" + ("  [green]best[/]" if improved else "")
+    )
+    if val_skipped and first:
+        run.warn.print(f"[yellow]warning:[/] {val_skipped} corrupt validation image(s) left out of "
+                  f"the val metrics (run `acmix-deploy eval` to list them)")
+    if bad and first:
+        names = ", ".join(str(run.data.train_ds.samples[i][0]) for i in bad[:5])
+        run.warn.print(
+            f"[yellow]warning:[/] {len(bad)} corrupt training image(s) replaced by their next readable "
+            f"neighbour: {names}{' ...' if len(bad) > 5 else ''}"
         )
-    return result
 
 
 def _write_epoch(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -37,22 +36,7 @@ from acmix_deploy.trt.sidecar import (
     Sidecar, TensorInfo, format_capability, parse_capability, sidecar_path, stored_onnx_path,
 )
 from acmix_deploy.workspace import default_output
-
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
-
-
-def parse_size(text: str | int) -> int:
-    """'4GiB', '512MiB', '1.5G', '1073741824' -> bytes."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if not match or match.group(2).lower() not in _UNITS:
-        raise AcmixError(f"bad size {text!r}; write it like 4GiB, 512MiB or 1073741824")
-    value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    if value <= 0:
-        raise AcmixError(f"size {text!r} must be positive")
-    return value
+from acmix_deploy.validate import parse_size  # noqa: F401 - also this module's public name
 
 
 @dataclass
@@ -190,17 +174,67 @@ def build_engine(
     onnx_path = Path(onnx_path)
     proto = load_model(onnx_path, load_external_data=False)  # one-line error if missing or unreadable
     trt, flavour, version = load_trt(runtime)
-    warnings: list[str] = []
-    notes: list[str] = []
     pool = parse_size(workspace)
     if opt_level is not None and not 0 <= opt_level <= 5:
         raise AcmixError(f"--opt-level must be 0..5, got {opt_level}")
-
     name = model or model_name(proto, onnx_path)
-    precision = onnx_precision(proto)
     dest = Path(output) if output else default_engine_path(onnx_path, name, flavour, artifact_workspace)
     _check_destinations(onnx_path, dest, timing_cache, artifact_workspace if record else None, record)
 
+    net = _parse(trt, onnx_path)
+    config = net.builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, pool)
+    if hasattr(trt, "ProfilingVerbosity"):  # layer names and tactics for `inspect`
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    io = _profile(net, config, min_batch, opt_batch, max_batch)
+    host = gpu_info()
+    settings = _Settings(timing_cache, opt_level)
+    if flavour == TENSORRT_RTX:
+        _rtx_settings(trt, config, host, compute_capabilities, settings)
+    else:
+        _trt_settings(config, host, compute_capabilities, settings)
+
+    data, seconds = _serialize(trt, net, config, progress, onnx_path)
+    sidecar = Sidecar(
+        model=name, precision=onnx_precision(proto), inputs=io.inputs, outputs=io.outputs, profiles=io.profiles,
+        onnx_path=str(onnx_path.resolve()),  # as read_sidecar returns it; the file stores it relative
+        onnx_sha256=sha256_file(onnx_path), engine_sha256=hashlib.sha256(data).hexdigest(),
+        trt_flavour=flavour, trt_version=version,
+        gpu_name=host.name if (flavour == TENSORRT and host) else None,
+        gpu_compute_capability=host.cc if (flavour == TENSORRT and host) else None,
+        target_compute_capabilities=settings.targets, build_seconds=round(seconds, 3),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), toolkit_version=acmix_deploy.__version__,
+        build_options={
+            "strongly_typed": net.strongly_typed or flavour == TENSORRT, "workspace_bytes": pool,
+            "opt_level": settings.opt_level,
+            "timing_cache": str(Path(settings.timing_cache).resolve()) if settings.timing_cache else None,
+            "build_host_gpu": f"{host.name} ({host.cc})" if host else None,
+        },
+    )
+    _write(dest, data, sidecar, onnx_path, config, settings.timing_cache)
+    if record and ws.is_inside(dest, artifact_workspace):
+        ws.record(
+            ws.ENGINE, name, dest,
+            {"precision": sidecar.precision, "runtime": flavour, "version": version,
+             "batch": [min_batch, opt_batch, max_batch], "onnx": str(onnx_path.resolve())},
+            artifact_workspace,
+        )
+    return BuildResult(dest, sidecar_path(dest), sidecar, seconds, settings.warnings, io.notes)
+
+
+@dataclass
+class _Network:
+    """A parsed strongly typed network and the objects that must outlive it."""
+
+    logger: Any
+    builder: Any
+    network: Any
+    parser: Any
+    strongly_typed: bool
+
+
+def _parse(trt: ModuleType, onnx_path: Path) -> _Network:
+    """Builder + strongly typed network (where the flag exists) + the ONNX parser's verdict."""
     logger = make_logger(trt)
     builder = trt.Builder(logger)
     flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
@@ -208,14 +242,23 @@ def build_engine(
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         raise AcmixError(f"TensorRT's ONNX parser rejected {onnx_path.name}: {_parser_errors(parser)}")
+    return _Network(logger, builder, network, parser, flag is not None)
 
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, pool)
-    if hasattr(trt, "ProfilingVerbosity"):  # layer names and tactics for `inspect`
-        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
 
+@dataclass
+class _IO:
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    profiles: dict[str, dict[str, list[int]]]
+    notes: list[str]
+
+
+def _profile(net: _Network, config, min_batch: int, opt_batch: int, max_batch: int) -> _IO:
+    """One optimization profile over the batch range (for inputs with a dynamic dimension); the
+    network's inputs and outputs as the sidecar records them."""
+    network, notes = net.network, []
     inputs, profiles = [], {}
-    profile = builder.create_optimization_profile()
+    profile = net.builder.create_optimization_profile()
     needs_profile = False
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
@@ -232,75 +275,70 @@ def build_engine(
         TensorInfo(network.get_output(i).name, _dtype_name(network.get_output(i).dtype), list(network.get_output(i).shape))
         for i in range(network.num_outputs)
     ]
+    return _IO(inputs, outputs, profiles, notes)
 
-    host = gpu_info()
+
+@dataclass
+class _Settings:
+    """The runtime-specific options as applied (ignored ones reset to None, with a warning)."""
+
+    timing_cache: str | os.PathLike[str] | None
+    opt_level: int | None
     targets: list[str] | None = None
-    if flavour == TENSORRT_RTX:
-        if timing_cache is not None:
-            warnings.append("TensorRT-RTX has no timing cache (a deprecated no-op that needs a GPU): --timing-cache ignored")
-            timing_cache = None
-        if opt_level is not None:
-            warnings.append("TensorRT-RTX picks kernels when the engine is loaded on its GPU: --opt-level ignored")
-            opt_level = None
-        if compute_capabilities:
-            wanted = [c.strip() for c in compute_capabilities if c.strip()]
-            if any(c.lower() == "current" for c in wanted):
-                if host is None:
-                    raise AcmixError("--compute-capability current needs a GPU here; name the target, e.g. 8.6")
-                wanted = [host.cc]
-            enums = [_capability_enum(trt, c) for c in wanted]
-            config.num_compute_capabilities = len(enums)
-            for i, member in enumerate(enums):
-                if not config.set_compute_capability(member, i):
-                    raise AcmixError(f"TensorRT-RTX refused target compute capability {wanted[i]}")
-            targets = [format_capability(parse_capability(c)) for c in wanted]
-    else:
-        if compute_capabilities:
-            warnings.append(
-                "--compute-capability is a TensorRT-RTX option; tensorrt builds for this machine's GPU"
-            )
-        if opt_level is not None:
-            config.builder_optimization_level = opt_level
-        if timing_cache is not None:
-            cache_path = Path(timing_cache)
-            cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
-            config.set_timing_cache(cache, ignore_mismatch=False)
-        if host is None:
-            warnings.append("no GPU detected: tensorrt needs one to build (use --runtime tensorrt-rtx to build without)")
+    warnings: list[str] = field(default_factory=list)
 
+
+def _rtx_settings(trt: ModuleType, config, host, compute_capabilities: list[str] | None, s: _Settings) -> None:
+    """TensorRT-RTX: no timing cache or optimisation level (kernels are picked on the target GPU);
+    target compute capabilities are set and recorded."""
+    if s.timing_cache is not None:
+        s.warnings.append("TensorRT-RTX has no timing cache (a deprecated no-op that needs a GPU): --timing-cache ignored")
+        s.timing_cache = None
+    if s.opt_level is not None:
+        s.warnings.append("TensorRT-RTX picks kernels when the engine is loaded on its GPU: --opt-level ignored")
+        s.opt_level = None
+    if not compute_capabilities:
+        return
+    wanted = [c.strip() for c in compute_capabilities if c.strip()]
+    if any(c.lower() == "current" for c in wanted):
+        if host is None:
+            raise AcmixError("--compute-capability current needs a GPU here; name the target, e.g. 8.6")
+        wanted = [host.cc]
+    enums = [_capability_enum(trt, c) for c in wanted]
+    config.num_compute_capabilities = len(enums)
+    for i, member in enumerate(enums):
+        if not config.set_compute_capability(member, i):
+            raise AcmixError(f"TensorRT-RTX refused target compute capability {wanted[i]}")
+    s.targets = [format_capability(parse_capability(c)) for c in wanted]
+
+
+def _trt_settings(config, host, compute_capabilities: list[str] | None, s: _Settings) -> None:
+    """tensorrt: optimisation level and timing cache; it builds for this machine's GPU."""
+    if compute_capabilities:
+        s.warnings.append("--compute-capability is a TensorRT-RTX option; tensorrt builds for this machine's GPU")
+    if s.opt_level is not None:
+        config.builder_optimization_level = s.opt_level
+    if s.timing_cache is not None:
+        cache_path = Path(s.timing_cache)
+        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    if host is None:
+        s.warnings.append("no GPU detected: tensorrt needs one to build (use --runtime tensorrt-rtx to build without)")
+
+
+def _serialize(trt: ModuleType, net: _Network, config, progress: bool, onnx_path: Path) -> tuple[bytes, float]:
+    """(engine bytes, build seconds); TensorRT's last errors in one line when it builds nothing."""
     start = time.perf_counter()
-    serialized = _build(trt, builder, network, config, progress)
+    serialized = _build(trt, net.builder, net.network, config, progress)
     seconds = time.perf_counter() - start
     if serialized is None:
-        detail = "; ".join(logger.errors[-3:]) or "no error message from TensorRT"
+        detail = "; ".join(net.logger.errors[-3:]) or "no error message from TensorRT"
         raise AcmixError(f"TensorRT could not build an engine from {onnx_path.name}: {detail}")
-    data = bytes(serialized)
+    return bytes(serialized), seconds
 
-    sidecar = Sidecar(
-        model=name,
-        precision=precision,
-        inputs=inputs,
-        outputs=outputs,
-        profiles=profiles,
-        onnx_path=str(onnx_path.resolve()),  # as read_sidecar returns it; the file stores it relative
-        onnx_sha256=sha256_file(onnx_path),
-        engine_sha256=hashlib.sha256(data).hexdigest(),
-        trt_flavour=flavour,
-        trt_version=version,
-        gpu_name=host.name if (flavour == TENSORRT and host) else None,
-        gpu_compute_capability=host.cc if (flavour == TENSORRT and host) else None,
-        target_compute_capabilities=targets,
-        build_seconds=round(seconds, 3),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        toolkit_version=acmix_deploy.__version__,
-        build_options={
-            "strongly_typed": flag is not None or flavour == TENSORRT,
-            "workspace_bytes": pool,
-            "opt_level": opt_level,
-            "timing_cache": str(Path(timing_cache).resolve()) if timing_cache else None,
-            "build_host_gpu": f"{host.name} ({host.cc})" if host else None,
-        },
-    )
+
+def _write(dest: Path, data: bytes, sidecar: Sidecar, onnx_path: Path, config, timing_cache) -> None:
+    """Engine and sidecar atomically, together; then the updated timing cache."""
     with atomic_path(dest) as tmp_engine, atomic_path(sidecar_path(dest)) as tmp_side:
         tmp_engine.write_bytes(data)
         tmp_side.write_text(replace(sidecar, onnx_path=stored_onnx_path(onnx_path, dest)).to_json())
@@ -308,14 +346,6 @@ def build_engine(
         from acmix_deploy.fileio import write_bytes_atomic
 
         write_bytes_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
-    if record and ws.is_inside(dest, artifact_workspace):
-        ws.record(
-            ws.ENGINE, name, dest,
-            {"precision": precision, "runtime": flavour, "version": version, "batch": [min_batch, opt_batch, max_batch],
-             "onnx": str(onnx_path.resolve())},
-            artifact_workspace,
-        )
-    return BuildResult(dest, sidecar_path(dest), sidecar, seconds, warnings, notes)
 
 
 def _check_destinations(

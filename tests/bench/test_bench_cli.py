@@ -26,7 +26,7 @@ def test_bench_acceptance_shape(capsys, tmp_path):
         capsys, "bench", "--model", "tiny_acmix", "--baseline", "tiny_plain", "--backend", "onnxruntime",
         "--backend", "torch,tensorrt", "--batch", "1", "--batch", "2", "--iterations", "3",
         "--warmup-iterations", "1", "--threads", "1", "--no-memory", "--img-size", "16",
-        "--json", str(tmp_path / "out" / "b.json"), "--csv", str(tmp_path / "b.csv"), "--plot", str(tmp_path / "b.png"),
+        "-o", str(tmp_path / "out" / "b.json"), "--csv", str(tmp_path / "b.csv"), "--plot", str(tmp_path / "b.png"),
     )  # fmt: skip
     assert code == 0, err
     assert "ratio" in out and re.search(r"\d\.\d\dx", out) and ("unavailable: TensorRT needs a CUDA GPU" in out or "unavailable: tensorrt needs an engine file" in out)
@@ -62,7 +62,7 @@ def test_bench_onnx_file_at_another_size_is_a_one_line_error(capsys, tmp_path):
         (["--batch", "0"], "--batch values must be >= 1"),
         (["--backend", "tflite"], "unknown backend"),
         (["--plot", "out.jpg"], "--plot writes a PNG"),
-        (["--json", "same.out", "--csv", "same.out"], "output files must differ"),
+        (["-o", "same.out", "--csv", "same.out"], "output files must differ"),
         (["--onnx", "missing.onnx"], "give only one of"),
         (["--shift", "diagonal"], "--shift must be"),
     ],
@@ -91,7 +91,7 @@ def test_bench_empty_workspace(capsys, tmp_path):
 def test_profile_command(capsys, tmp_path):
     path = S.export(S.make_tiny(), tmp_path / "m.onnx", 16)
     code, out, err = run_cli(capsys, "profile", "--onnx", str(path), "--iterations", "2", "--warmup", "0",
-                             "--threads", "1", "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png"))  # fmt: skip
+                             "--threads", "1", "-o", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png"))  # fmt: skip
     assert code == 0, err
     for word in ("stage I", "attention", "conv path", "rest", "layer1.0.conv2", "tensorrt: unavailable"):
         assert word in out
@@ -105,6 +105,11 @@ def test_profile_model_name(capsys):
     code, out, _ = run_cli(capsys, "profile", "--model", "tiny_acmix", "--iterations", "1", "--warmup", "0",
                            "--backend", "onnxruntime")  # fmt: skip
     assert code == 0 and "layer1.1.conv2" in out and "total" in out
+    code, out, err = run_cli(capsys, "profile", "--model", "tiny_acmix", "--iterations", "1", "--warmup", "0",
+                             "--backend", "onnxruntime", "--json")  # fmt: skip
+    doc = json.loads(out)  # --json: stdout is the JSON document alone
+    assert code == 0 and doc["kind"] == "acmix-deploy/profile" and doc["config"]["iterations"] == 1, err
+    assert doc["results"][0]["backend"] == "onnxruntime" and doc["results"][0]["run_ms"] > 0
 
 
 def test_engine_input_size_comes_from_its_sidecar(tmp_path):

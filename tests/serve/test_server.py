@@ -218,7 +218,7 @@ def test_loadtest_cli_reports_and_writes(served, tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main(["loadtest", "--url", f"http://{served.url}", "--served-model", NAME, "--concurrency", "1,4",
               "--duration", "1.5", "--warmup", "0.5", "--baseline-url", f"http://{served.url}",
-              "--json", str(out / "r.json"), "--csv", str(out / "r.csv"), "--plot", str(out / "r.png")])
+              "-o", str(out / "r.json"), "--csv", str(out / "r.csv"), "--plot", str(out / "r.png")])
     assert done.value.code == 0
     report = json.loads((out / "r.json").read_text())
     assert report["format"] == "acmix-deploy-loadtest/1" and report["model"] == NAME

@@ -103,7 +103,7 @@ def test_cli_eval_one_line_errors_and_table(exported, small_digits, tmp_path, ca
 
     with pytest.raises(SystemExit) as done:
         main(["eval", "--data", str(tmp_path / "data"), str(ckpt), str(onnx_path), str(fake_engine),
-              "--json", str(tmp_path / "r.json")])
+              "-o", str(tmp_path / "r.json")])
     assert done.value.code in (0, None)
     out = capsys.readouterr().out
     assert "skipped 2 corrupt image(s)" in out and "unavailable" in out
