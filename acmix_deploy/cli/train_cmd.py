@@ -25,7 +25,7 @@ def train_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder \\[default: runs/<model>; on resume: the checkpoint's folder].")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs \\[default: 30].", rich_help_panel=_RECIPE)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Global batch size, split over torchrun processes \\[default: 64].", rich_help_panel=_RECIPE)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate \\[default: 0.1 sgd, 1e-3 adamw].", rich_help_panel=_RECIPE)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate \\[default: the model card's if it sets one (SAN: 0.01 sgd), else 0.1 sgd, 1e-3 adamw].", rich_help_panel=_RECIPE)] = None,
     opt: Annotated[Optional[str], typer.Option(help="sgd (Nesterov momentum 0.9) or adamw \\[default: sgd].", rich_help_panel=_RECIPE)] = None,
     weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Not applied to norms, biases, rate1/rate2, position bias tables \\[default: 5e-5 sgd, 0.05 adamw].", rich_help_panel=_RECIPE)] = None,
     warmup_epochs: Annotated[Optional[float], typer.Option("--warmup-epochs", help="Linear warm-up before the cosine decay \\[default: 1].", rich_help_panel=_RECIPE)] = None,
