@@ -57,6 +57,12 @@ class ModelCard:
     paper: dict[str, float] = field(default_factory=dict)
     counted: dict[str, float] = field(default_factory=dict)  # params_m / gmacs of the model as built here
     weights: dict[str, str] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)  # the card's [train] table: recipe defaults
+
+    def default_lr(self, opt: str) -> float | None:
+        """The card's peak learning rate for `opt` ([train.lr]), or None: the optimizer's default applies."""
+        value = self.train.get("lr", {}).get(opt)
+        return None if value is None else float(value)
 
     @property
     def is_acmix(self) -> bool:
@@ -102,6 +108,7 @@ def _parse_card(path: Path) -> ModelCard:
         paper=dict(data.get("paper", {})),
         counted=dict(data.get("counted", {})),
         weights=dict(data.get("weights", {})),
+        train=dict(data.get("train", {})),
     )
 
 

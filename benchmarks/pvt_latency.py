@@ -8,7 +8,8 @@ Exports both models (random seeded weights, default export with graph passes, no
 interleaved with bench.timing.time_interleaved (every round runs both once, order rotated, garbage
 collector off, sessions never spin, fixed intra-op threads). That is repeated --repeats times; each
 repeat gives the ratio of the medians. Prints the median ratio over the repeats with its min-max
-spread, and an ONNX Runtime profile of pvt_acmix_t by ACmix part (stage I = q, sr + kv; attention;
+spread (and the same for process CPU time, which moves less with other processes' load on a shared
+machine; the load average is printed at start and end), and an ONNX Runtime profile of pvt_acmix_t by ACmix part (stage I = q, sr + kv; attention;
 conv path; rest) and by op type.
 """
 
@@ -57,15 +58,23 @@ def main() -> None:
         for i in range(args.repeats):
             times = interleaved(paths, args.size, args.threads, args.runs, args.warmup)
             a, p = float(np.median(times[acmix])), float(np.median(times[plain]))
-            repeats.append({"acmix_ms": a, "plain_ms": p, "ratio": a / p})
-            print(f"repeat {i + 1}: {acmix} {a:.2f} ms, {plain} {p:.2f} ms, ratio {a / p:.3f}")
+            ac, pc = float(np.median(times[acmix + ":cpu"])), float(np.median(times[plain + ":cpu"]))
+            repeats.append({"acmix_ms": a, "plain_ms": p, "ratio": a / p, "acmix_cpu_ms": ac, "plain_cpu_ms": pc,
+                            "cpu_ratio": ac / pc})
+            print(f"repeat {i + 1}: {acmix} {a:.2f} ms, {plain} {p:.2f} ms, ratio {a / p:.3f} "
+                  f"(CPU time {ac:.1f} / {pc:.1f} ms, ratio {ac / pc:.3f})")
         ratios = [r["ratio"] for r in repeats]
+        cpu_ratios = [r["cpu_ratio"] for r in repeats]
         report = {"pair": list(PAIR), "size": args.size, "threads": args.threads, "runs": args.runs,
                   "repeats": repeats, "ratio_median": float(np.median(ratios)),
-                  "ratio_min": min(ratios), "ratio_max": max(ratios)}
+                  "ratio_min": min(ratios), "ratio_max": max(ratios), "cpu_ratio_median": float(np.median(cpu_ratios)),
+                  "cpu_ratio_min": min(cpu_ratios), "cpu_ratio_max": max(cpu_ratios),
+                  "load_average": list(os.getloadavg())}
         print(f"{acmix} / {plain} (ONNX Runtime CPU, batch 1, {args.size} px, {args.threads} threads): "
               f"median ratio {report['ratio_median']:.3f} over {args.repeats} repeats "
-              f"(spread {report['ratio_min']:.3f}-{report['ratio_max']:.3f})")
+              f"(spread {report['ratio_min']:.3f}-{report['ratio_max']:.3f}); process CPU time ratio "
+              f"{report['cpu_ratio_median']:.3f} ({report['cpu_ratio_min']:.3f}-{report['cpu_ratio_max']:.3f}); "
+              f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         if not args.no_profile:
             prof = profile_summary(paths[acmix], args.size, args.threads)
             report["profile_acmix"] = prof

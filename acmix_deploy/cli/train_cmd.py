@@ -26,7 +26,7 @@ def train_command(
     out_alias: Annotated[Path | None, typer.Option("--out", hidden=True)] = None,  # the old name, for one release
     epochs: Annotated[int | None, typer.Option(help="Epochs \\[default: 30].", rich_help_panel=_RECIPE)] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", help="Global batch size, split over torchrun processes \\[default: 64].", rich_help_panel=_RECIPE)] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: 0.1 sgd, 1e-3 adamw].", rich_help_panel=_RECIPE)] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: the model card's if it sets one (SAN: 0.01 sgd), else 0.1 sgd, 1e-3 adamw].", rich_help_panel=_RECIPE)] = None,
     opt: Annotated[str | None, typer.Option(help="sgd (Nesterov momentum 0.9) or adamw \\[default: sgd].", rich_help_panel=_RECIPE)] = None,
     weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="Not applied to norms, biases, rate1/rate2, position bias tables \\[default: 5e-5 sgd, 0.05 adamw].", rich_help_panel=_RECIPE)] = None,
     warmup_epochs: Annotated[float | None, typer.Option("--warmup-epochs", help="Linear warm-up before the cosine decay \\[default: 1].", rich_help_panel=_RECIPE)] = None,

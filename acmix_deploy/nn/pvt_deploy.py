@@ -2,11 +2,9 @@
 
 * The attention scale folds into q (and inversely into the ACmix fc's q weights); rate1 folds into
   proj, rate2 into fc (the conv path is linear after q, k, v).
-* The ACmix fc is split by linearity: its q part runs on the full grid, its k / v part (and its bias),
-  composed with the kv projection into one Linear, on the r x r reduced grid, and only that 9-map
-  result is upsampled, by Expand + Reshape of static shapes (no Resize): fc(q, up(k), up(v)) =
-  fc_q(q) + up(fc_kv(k, v)) exactly, because nearest upsampling repeats pixels. Where fc is folded
-  into dep_conv the conv path projects k, v itself (a copy of kv, on the reduced grid).
+* The ACmix conv path is linear, so it splits into a q part on the full grid and a k / v part run on
+  the r x r reduced grid as one ConvTranspose (dep_conv after nearest upsampling, exactly): no
+  upsampled copy of k and v is made (PVTConvPath).
 * Spatial shapes are constants of the input size given at conversion (no data-dependent shapes).
 
 Submodule names feed the profile's block classifier (acmix_deploy/archs/pvt_parts.py): q, sr, norm,
@@ -47,96 +45,116 @@ class PVTAttentionPath(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
-class PVTConvPath(nn.Module):
-    """The ACmix conv path from q rows (pre-scaled) and the reduced kv rows -> (B, H * W, C) rows.
+def _upsampled_kernel(kernel: torch.Tensor, r: int) -> torch.Tensor:
+    """3x3 kernels (..., 3, 3) of a zero-padded conv that runs after nearest upsampling by r, as the
+    (..., r + 2, r + 2) kernels of one ConvTranspose (stride r, padding 1) on the reduced grid. Exact:
+    output pixel I reads reduced pixel i through tap t = I + 1 - r * i, and the taps of the 3x3 kernel
+    that land in that pixel's r x r copy are those with 0 <= t - 1 + dy < r; pixels outside the grid
+    are zeros in both forms."""
+    t = torch.arange(r + 2)
+    cover = torch.stack([(t - 1 + dy >= 0) & (t - 1 + dy < r) for dy in (-1, 0, 1)]).to(kernel.dtype)
+    return torch.einsum("...yx,ya,xb->...ab", kernel, cover, cover)
 
-    Rows go channel-first with 2-D transposes, then to dep_conv's group order (channel d * pieces + j)
-    with one constant-index Gather (a 4-D permute here failed TensorRT-RTX's Myelin compiler).
-    Where fc does not reduce the channels (3 * heads <= 9: PVT-T/S stages 1-2) it is folded into
-    dep_conv (fewer MACs, no fc): the conv reads q and the upsampled k, v pieces directly, and the fc
-    bias, which the reference adds before the zero-padded dep_conv, becomes the constant map
-    dep_conv(bias). Elsewhere fc runs as one batched MatMul per head_dim channel, its k / v part on the
-    reduced grid, and only its 9 maps are upsampled.
+
+def _pieces_to_maps(kernel: torch.Tensor, fc: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    fc_bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The maps one group of dep_conv reads, for P pieces (rows `weight` (P, hd, Cin), `bias` (P, hd))
+    mixed by the fc columns `fc` (9, P) plus `fc_bias` (9,), and then dep_conv `kernel` (hd, heads, 9, 3, 3).
+
+    fc's bias is fc applied to one more piece that is constant one (zero weights, bias 1): through
+    the zero-padded conv that gives the reference's border exactly, with no constant map to add.
+    Where the pieces are at most 9, they are the maps and fc folds into the kernel (fewer inputs per
+    group); otherwise the maps are fc's 9 outputs, fc composed into the projection.
+    Returns the projection (hd * maps, Cin) and its bias in group order (d * maps + j), and the grouped
+    kernel (hd * heads, maps, 3, 3).
+    """
+    hd, heads = kernel.shape[:2]
+    if fc_bias is not None:
+        weight = torch.cat([weight, weight.new_zeros(1, *weight.shape[1:])])
+        bias = torch.cat([bias, bias.new_ones(1, hd)])
+        fc = torch.cat([fc, fc_bias[:, None]], dim=1)
+    if fc.shape[1] <= 9:
+        folded = torch.einsum("dmkyx,kp->dmpyx", kernel, fc)
+        return (weight.transpose(0, 1).reshape(-1, weight.shape[2]), bias.t().reshape(-1),
+                folded.reshape(hd * heads, -1, 3, 3))
+    proj = torch.einsum("kp,pdc->dkc", fc, weight).reshape(-1, weight.shape[2])
+    return proj, torch.einsum("kp,pd->dk", fc, bias).reshape(-1), kernel.reshape(hd * heads, 9, 3, 3)
+
+
+class PVTConvPath(nn.Module):
+    """The ACmix conv path from q rows (pre-scaled) and the rows the kv projection reads -> (B, H * W, C).
+
+    The path is linear, so it splits into a q part on the full grid and a k / v part on the reduced
+    grid, each one grouped conv (groups = head_dim) with fc folded in where that leaves fewer inputs
+    per group (_pieces_to_maps):
+    * q part: a 3x3 conv over q in group order (one constant-index Gather; none with one head, where
+      the conv is depthwise);
+    * k / v part: the conv path's own projection of the reduced rows (kv, or fc composed with it, its
+      outputs already in group order), then dep_conv-after-upsampling as one ConvTranspose (stride r)
+      on the reduced grid: no upsampled copy of k and v is ever made (ONNX Runtime's Expand / Resize
+      of them cost more than the conv);
+    * r = 1: q, k and v read the same rows: one projection to the maps, one grouped conv.
+    The own projections keep the attention's kv output single-consumer
+    (TensorRT-RTX's compiler crashed otherwise). The result leaves as rows by one NCHW -> NHWC
+    transpose, which ONNX Runtime fuses into the conv's output reorder.
     """
 
     def __init__(self, ref: SRAttention, h: int, w: int, q_scale: float):
         super().__init__()
-        nh, hd, r = ref.num_heads, ref.head_dim, ref.sr_ratio
-        self.heads, self.head_dim, self.h, self.w, self.r = nh, hd, h, w, r
-        rate2 = ref.rate2.detach().double()
-        fc_w = ref.fc.weight.detach().double().reshape(9, 3 * nh) * rate2
-        fc_w[:, :nh] /= q_scale
-        fc_b = ref.fc.bias.detach().double() * rate2 if ref.fc.bias is not None else torch.zeros(9, dtype=torch.float64)
+        nh, hd, r, c = ref.num_heads, ref.head_dim, ref.sr_ratio, ref.dim
+        self.h, self.w, self.r = h, w, r
         dtype = ref.q.weight.dtype
-        kernel = ref.dep_conv.weight.detach().double()  # (C, 9, 3, 3)
-        self.fold_fc = 3 * nh <= 9
-        pieces = 3 * nh if self.fold_fc else 9
-        # dep_conv's channel order is d * pieces + j; the channel-first maps come in j * hd + d order
-        order = torch.arange(pieces * hd).reshape(pieces, hd).t().reshape(-1)
-        self.register_buffer("group_order", order, persistent=False)
-        self.dep_conv = nn.Conv2d(pieces * hd, ref.dim, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
-        self.depthwise = nh == 1  # one head: the folded conv is three depthwise convs (q, k, v pieces)
-        if self.fold_fc:
-            folded = torch.einsum("ojyx,ji->oiyx", kernel, fc_w)  # (C, 3 heads, 3, 3)
-            self.dep_conv.weight.data.copy_(folded.to(dtype))
-            if self.depthwise:  # ONNX Runtime ran the 64-group, 3-input conv ~10x slower than this
-                del self.dep_conv
-                self.dw_q, self.dw_k, self.dw_v = (
-                    _depthwise(folded[:, j : j + 1].to(dtype)) for j in range(3)
-                )
-            bias_in = fc_b.reshape(1, 1, 9, 1, 1).expand(1, hd, 9, h, w).reshape(1, 9 * hd, h, w)
-            bias_map = F.conv2d(bias_in, kernel, padding=1, groups=hd)
-            self.register_buffer("conv_bias", bias_map.to(dtype).contiguous(), persistent=False)
+        rate2 = ref.rate2.detach().double()
+        fc = ref.fc.weight.detach().double().reshape(9, 3 * nh) * rate2
+        fc_bias = ref.fc.bias.detach().double() * rate2 if ref.fc.bias is not None else None
+        kernel = ref.dep_conv.weight.detach().double().reshape(hd, nh, 9, 3, 3)
+        weight = torch.cat([ref.q.weight, ref.kv.weight]).detach().double().reshape(3 * nh, hd, c)
+        biases = [torch.zeros(nh * hd) if m.bias is None else m.bias.detach() for m in (ref.q, ref.kv)]
+        bias = torch.cat(biases).double().reshape(3 * nh, hd)
+        self.q_maps: nn.Linear | None = None
+        self.up_conv: nn.ConvTranspose2d | None = None
+        self.register_buffer("q_order", None, persistent=False)
+        if r == 1:  # every piece from the same rows
+            proj, proj_bias, grouped = _pieces_to_maps(kernel, fc, weight, bias, fc_bias)
+            self.kv = _linear(proj.to(dtype), proj_bias.to(dtype))
         else:
-            self.dep_conv.weight.data.copy_(kernel.to(dtype))
-            self.fc_q = nn.Parameter(fc_w[:, :nh].to(dtype))  # (9, heads)
-            # fc's k / v part composed with the kv projection: one Linear to the 9 * hd maps (kpos * hd + d)
-            kv_w = ref.kv.weight.detach().double().reshape(2 * nh, hd, -1)
-            kv_b = ref.kv.bias.detach().double().reshape(2 * nh, hd)
-            weight = torch.einsum("kj,jdc->kdc", fc_w[:, nh:], kv_w).reshape(9 * hd, -1)
-            bias = (torch.einsum("kj,jd->kd", fc_w[:, nh:], kv_b) + fc_b.reshape(9, 1)).reshape(-1)
-            self.kv = _linear(weight.to(dtype), bias.to(dtype))
-        if self.fold_fc:  # its own kv projection (reduced grid: cheap), rows reversed so that the
-            # exporter's initializer deduplication and CSE cannot merge it back into the attention's
-            flip = torch.arange(2 * ref.dim - 1, -1, -1)
-            self.kv = _linear(ref.kv.weight.detach()[flip], ref.kv.bias.detach()[flip])
-            c = ref.dim
-            order = torch.where(order < c, order, c + (2 * c - 1 - (order - c)))
-            self.group_order.copy_(order)
+            eye = torch.eye(c, dtype=torch.float64).reshape(nh, hd, c)  # q rows as pieces of themselves
+            zeros = torch.zeros(nh, hd, dtype=torch.float64)
+            proj, _, grouped = _pieces_to_maps(kernel, fc[:, :nh] / q_scale, eye, zeros, None)
+            if grouped.shape[1] == nh:  # q itself, reordered: a Gather, not a MatMul
+                order = proj.argmax(1)
+                self.q_order = None if nh == 1 else order
+            else:
+                self.q_maps = _linear(proj.to(dtype), None)
+            proj, proj_bias, kv_kernel = _pieces_to_maps(kernel, fc[:, nh:], weight[nh:], bias[nh:], fc_bias)
+            self.kv = _linear(proj.to(dtype), proj_bias.to(dtype))
+            maps = kv_kernel.shape[1]
+            up = _upsampled_kernel(kv_kernel.reshape(hd, nh, maps, 3, 3).transpose(1, 2), r)
+            self.up_conv = nn.ConvTranspose2d(hd * maps, c, r + 2, stride=r, padding=1, groups=hd, bias=False, dtype=dtype)
+            self.up_conv.weight.data.copy_(up.reshape(hd * maps, nh, r + 2, r + 2).to(dtype))
+        self.dep_conv = nn.Conv2d(grouped.shape[1] * hd, c, 3, 1, 1, groups=hd, bias=False, dtype=dtype)
+        self.dep_conv.weight.data.copy_(grouped.to(dtype))
 
-    def _upsample(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, P, Hr * Wr) -> (B, P, H * W): nearest by r, as Expand + Reshape of static shapes."""
-        b, p, _ = x.shape
-        r, hr, wr = self.r, self.h // self.r, self.w // self.r
-        if r == 1:
-            return x
-        x = x.reshape(b, p, hr, 1, wr, 1).expand(b, p, hr, r, wr, r)
-        return x.reshape(b, p, self.h * self.w)
+    @staticmethod
+    def _grid(rows: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """(B, h * w, C) rows -> (B, C, h, w) maps."""
+        return rows.transpose(1, 2).reshape(rows.shape[0], -1, h, w)
 
     def forward(self, q: torch.Tensor, kv_in: torch.Tensor) -> torch.Tensor:
-        """q rows and the rows the kv projection reads (reduced, normalised tokens where r > 1). The conv
-        path has its own projection of them: TensorRT-RTX's compiler crashed when the attention's kv
-        output had a second consumer."""
-        nh, hd, h, w, r = self.heads, self.head_dim, self.h, self.w, self.r
-        b = q.shape[0]
-        nr = (h // r) * (w // r)
-        # rows -> channel-first (B, C, N) with channel = piece * hd + d: plain 2-D transposes
-        if q.shape[1] != h * w:  # drop the cls row (last stage); no Slice otherwise
-            q, kv_in = q[:, q.shape[1] - h * w :], kv_in[:, kv_in.shape[1] - nr :]
-        q, kv = q.transpose(1, 2), self.kv(kv_in).transpose(1, 2)
-        if self.depthwise:  # kv rows were reversed: channels [v reversed, k reversed]
-            kv = self._upsample(kv.flip(1)).reshape(b, 2 * hd, h, w)
-            out = self.dw_q(q.reshape(b, hd, h, w)) + self.dw_k(kv[:, :hd]) + self.dw_v(kv[:, hd:])
-            out = out + self.conv_bias
-        elif self.fold_fc:
-            maps = torch.cat([q, self._upsample(kv)], dim=1)  # (B, 3C, HW), pieces [q, k, v]
-            maps = maps.index_select(1, self.group_order).reshape(b, -1, h, w)
-            out = self.dep_conv(maps) + self.conv_bias
-        else:  # fc over the pieces of every d: MatMuls over (B, pieces, hd * N)
-            f = torch.matmul(self.fc_q, q.reshape(b, nh, hd * h * w)).reshape(b, 9 * hd, h * w)
-            f = f + self._upsample(kv)  # channel kpos * hd + d
-            out = self.dep_conv(f.index_select(1, self.group_order).reshape(b, 9 * hd, h, w))
-        return out.flatten(2).transpose(1, 2)
+        """q rows (full grid, pre-scaled) and the rows the kv projection reads (the reduced, normalised
+        tokens where r > 1; every token, cls first, at r = 1)."""
+        h, w, r = self.h, self.w, self.r
+        b, n = q.shape[0], h * w
+        if r == 1:
+            if kv_in.shape[1] != n:  # drop the cls row (last stage); no Slice otherwise
+                kv_in = kv_in[:, kv_in.shape[1] - n :]
+            out = self.dep_conv(self._grid(self.kv(kv_in), h, w))
+        else:
+            maps = (q if self.q_maps is None else self.q_maps(q)).transpose(1, 2)
+            if self.q_order is not None:
+                maps = maps.index_select(1, self.q_order)
+            out = self.dep_conv(maps.reshape(b, -1, h, w)) + self.up_conv(self._grid(self.kv(kv_in), h // r, w // r))
+        return out.permute(0, 2, 3, 1).reshape(b, n, -1)
 
 
 class SRAttentionDeploy(nn.Module):

@@ -35,7 +35,7 @@ class TrainConfig:
     out: str = ""  # default runs/<model>
     epochs: int = 30
     batch_size: int = 64  # global: split evenly over the processes of a torchrun run
-    lr: float | None = None  # default by optimizer, see DEFAULT_LR
+    lr: float | None = None  # default: the card's [train.lr] for the optimizer, else DEFAULT_LR
     opt: str = "sgd"
     weight_decay: float | None = None  # default by optimizer, see DEFAULT_WEIGHT_DECAY
     momentum: float = 0.9
@@ -61,7 +61,7 @@ class TrainConfig:
             raise AcmixError(f"unknown optimizer {self.opt!r}; choose one of {', '.join(OPTIMIZERS)}")
         cfg = dataclasses.replace(
             self,
-            lr=DEFAULT_LR[self.opt] if self.lr is None else float(self.lr),
+            lr=default_lr(self.model, self.opt) if self.lr is None else float(self.lr),
             weight_decay=DEFAULT_WEIGHT_DECAY[self.opt] if self.weight_decay is None else float(self.weight_decay),
             out=self.out or str(Path("runs") / self.model),
             overrides={k: v for k, v in self.overrides.items() if v is not None},
@@ -90,6 +90,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def default_lr(model: str, opt: str) -> float:
+    """The model card's [train.lr] for `opt` where it has one (SAN: its aggregation diverges at 0.1),
+    else the optimizer's default. An unknown model takes the optimizer's default; the build refuses it."""
+    from acmix_deploy import registry
+
+    card_lr = registry.get_card(model).default_lr(opt) if model in registry.list_models() else None
+    return DEFAULT_LR[opt] if card_lr is None else card_lr
 
 
 def _fields() -> set[str]:
