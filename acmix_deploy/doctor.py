@@ -6,7 +6,7 @@ import importlib
 from typing import Any
 
 from acmix_deploy.errors import first_line
-from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, _try_import
+from acmix_deploy.runners.trt_import import TENSORRT, TENSORRT_RTX, _try_import
 
 
 def _row(name: str, mod: Any, reason: str, hint: str) -> dict[str, Any]:

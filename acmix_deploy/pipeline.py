@@ -112,7 +112,7 @@ def build_pipeline(options: PipelineOptions, log: Log | None = None, note: Log |
 
     `log` hears each phase, `note` each result line (default: `log`). A `log` with a `hold()` context
     manager (acmix_deploy.progress.Phases) is held while TensorRT draws its own build progress."""
-    from acmix_deploy.trt import load_trt
+    from acmix_deploy.runners.trt_import import load_trt
 
     log = log or (lambda _m: None)
     note = note or log
@@ -137,7 +137,7 @@ def check_destinations(options: PipelineOptions) -> None:
     """Inputs exist and every output (engine, sidecar, timing cache) is writable and none of them an
     input, before export or calibration."""
     from acmix_deploy.fileio import check_collisions, check_destination, check_input_file
-    from acmix_deploy.trt.sidecar import sidecar_path
+    from acmix_deploy.runners.sidecar import sidecar_path
 
     if options.onnx is not None:
         check_input_file(options.onnx, "--onnx")

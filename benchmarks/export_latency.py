@@ -6,7 +6,7 @@
 1. Times `export_onnx("resnet_acmix50")` with verification (the export-time target: <= 60 s on 2 cores).
 2. Exports every pair (resnet_acmix26/38/50 vs resnet26/38/50, swin_acmix_t vs swin_t) at batch 1
    and, in a fresh process that only loads the files (steps 2-4), times each pair interleaved on its
-   own (bench.timing.time_interleaved): every round runs the two sessions once each, in an order
+   own (runners.timing.time_interleaved): every round runs the two sessions once each, in an order
    rotated each round, garbage collector off; sessions never spin
    (session.intra_op.allow_spinning = 0, DESIGN.md section 4), fixed intra-op threads; medians of the
    rounds after warm-up, and the quartiles of the per-round ratios (how much the machine moved).
@@ -59,14 +59,14 @@ def export(name: str, folder: Path, size: int, **kwargs) -> Path:
 
 
 def interleaved(paths: dict[str, Path], size: int, threads: int, runs: int, warmup: int) -> dict[str, list[float]]:
-    """Per label, `runs` wall times (ms) from bench.timing.time_interleaved: each round runs every
+    """Per label, `runs` wall times (ms) from runners.timing.time_interleaved: each round runs every
     session once, the order rotated each round, the garbage collector off.
 
     CPU times (process time, all threads) go to `label + ":cpu"`: on a shared machine they move less
     with other processes' load than wall times do.
     """
-    from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
-    from acmix_deploy.ort import make_session
+    from acmix_deploy.runners.timing import Budget, Timed, time_interleaved
+    from acmix_deploy.runners.ort import make_session
 
     sessions = {k: make_session(str(p), threads=threads, spinning=False) for k, p in paths.items()}
     x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
@@ -89,12 +89,12 @@ def interleaved(paths: dict[str, Path], size: int, threads: int, runs: int, warm
 
 def eager_vs_ort(name: str, onnx_path: Path, size: int, threads: int, runs: int) -> tuple[list[float], list[float]]:
     """Eager PyTorch reference forward and the ONNX file in ONNX Runtime, interleaved through
-    bench.timing.time_interleaved (same threads, same input), so both see the same machine load."""
+    runners.timing.time_interleaved (same threads, same input), so both see the same machine load."""
     import torch
 
-    from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
+    from acmix_deploy.runners.timing import Budget, Timed, time_interleaved
     from acmix_deploy.export import reference_and_deploy
-    from acmix_deploy.ort import make_session
+    from acmix_deploy.runners.ort import make_session
 
     torch.set_num_threads(threads)
     # the reference export_onnx verified against: seeded random weights with settled BatchNorm (an

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's a
 import typer  # noqa: E402
 
 from acmix_deploy.errors import AcmixError  # noqa: E402
-from acmix_deploy.gpucheck import cli as gpu_cli  # noqa: E402
+from acmix_deploy.cli import gpu_check_output as gpu_cli  # noqa: E402
 
 
 def main(

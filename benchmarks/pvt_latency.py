@@ -5,7 +5,7 @@
 
 Exports both models (random seeded weights, default export with graph passes, no verification:
 `acmix-deploy export` verifies the same deploy form), then, in one process, times the two sessions
-interleaved with bench.timing.time_interleaved (every round runs both once, order rotated, garbage
+interleaved with runners.timing.time_interleaved (every round runs both once, order rotated, garbage
 collector off, sessions never spin, fixed intra-op threads). That is repeated --repeats times; each
 repeat gives the ratio of the medians. Prints the median ratio over the repeats with its min-max
 spread (and the same for process CPU time, which moves less with other processes' load on a shared

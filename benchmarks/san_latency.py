@@ -8,7 +8,7 @@ SAN's own unfold formulation of the same weights.
    the default deploy form (`slices`), with --gather san10 in the `gather` form too, and the *reference* san10 module as it
    is (ReflectionPad2d + Unfold, SAN's own formulation; the exporter lowers Unfold to Gathers) with the
    same weights. Every file is checked against the PyTorch reference before it is timed.
-2. Times them in one process, interleaved (bench.timing.time_interleaved: each round runs every session
+2. Times them in one process, interleaved (runners.timing.time_interleaved: each round runs every session
    once, order rotated, garbage collector off, sessions never spin), batch 1, fixed intra-op threads;
    `--repeats` independent runs of `--rounds` rounds each. Prints each run's medians, the median of the
    runs and the spread (min - max) of the per-run ratios.
@@ -62,8 +62,8 @@ def export_all(folder: Path, size: int, gather: bool) -> dict[str, Path]:
 
 def time_runs(paths: dict[str, Path], size: int, threads: int, rounds: int, repeats: int) -> dict[str, list[float]]:
     """label -> per-run median ms (each run interleaves all sessions)."""
-    from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
-    from acmix_deploy.ort import make_session
+    from acmix_deploy.runners.timing import Budget, Timed, time_interleaved
+    from acmix_deploy.runners.ort import make_session
 
     sessions = {k: make_session(str(p), threads=threads, spinning=False) for k, p in paths.items()}
     feed = {"images": np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)}

@@ -128,7 +128,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="keep the export here (reused on a rerun)")
     args = ap.parse_args()
 
-    from acmix_deploy.ort import make_session
+    from acmix_deploy.runners.ort import make_session
     from acmix_deploy.serve import loadtest as lt
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, _try_import
+from acmix_deploy.runners.trt_import import TENSORRT, TENSORRT_RTX, _try_import
 
 needs_rtx = pytest.mark.skipif(
     _try_import(TENSORRT_RTX)[0] is None and _try_import(TENSORRT)[0] is None,
@@ -126,7 +126,7 @@ def test_a_moved_workspace_still_builds_and_benches(tmp_path):
     assert bench.returncode == 0, bench.stderr
     assert set(ort_rows(bench.stdout)) == {"resnet_acmix26", "resnet26"}
     assert f"tensorrt: {moved}/artifacts/resnet_acmix26/resnet_acmix26_64_dyn.rtx.engine" in bench.stderr
-    from acmix_deploy.trt.sidecar import read_sidecar
+    from acmix_deploy.runners.sidecar import read_sidecar
 
     side = read_sidecar(ws_newest(moved, "engine"))
     assert Path(side.onnx_path) == moved / "artifacts" / "resnet_acmix26" / "resnet_acmix26_64_dyn.onnx"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from acmix_deploy import workspace as ws
 from acmix_deploy.cli.app import app
 from acmix_deploy.passes.pipeline import optimize_file
-from acmix_deploy.trt.sidecar import stored_onnx_path
+from acmix_deploy.runners.sidecar import stored_onnx_path
 from tests.passes.test_pipeline import small_model
 
 

@@ -38,6 +38,22 @@ class Structure:
 
 
 @dataclass(frozen=True)
+class Parts:
+    """A family's block part names for the profile's classifier (bench/naming.py reads `PARTS` from each
+    archs/<family>_parts.py; those modules stay torch-free, since profiling an ONNX file needs no torch).
+
+    `stage1` / `attention` / `conv` / `markers` add child names to the core categories and block
+    markers; `categories` adds parts of the family's own: category -> (label, child names).
+    """
+
+    stage1: tuple[str, ...] = ()
+    attention: tuple[str, ...] = ()
+    conv: tuple[str, ...] = ()
+    markers: tuple[str, ...] = ()
+    categories: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Family:
     """One model family, registered by acmix_deploy/archs/<name>.py (the cards' `arch`).
 

@@ -28,7 +28,7 @@ def reusable(engine: ws.Artifact, baseline: str, size: tuple[int, int], workspac
 def _can_build_here() -> str | None:
     """None when TensorRT can build and run an engine here, else why not."""
     from acmix_deploy.runners import cuda_available
-    from acmix_deploy.trt import load_trt
+    from acmix_deploy.runners.trt_import import load_trt
 
     if not cuda_available():
         return "no CUDA GPU here, so the model's engine cannot run either"
@@ -43,7 +43,7 @@ def _build(engine: ws.Artifact, baseline: str, size: tuple[int, int], workspace,
            say: Callable[[str], object]) -> Path:
     from acmix_deploy.export import export_onnx
     from acmix_deploy.trt.build import build_engine
-    from acmix_deploy.trt.sidecar import read_sidecar
+    from acmix_deploy.runners.sidecar import read_sidecar
 
     side = read_sidecar(engine.path)
     lo, opt, hi = side.batch_range

@@ -78,7 +78,7 @@ def versions() -> dict[str, str]:
 
 def gpus() -> list[dict[str, Any]]:
     """CUDA devices torch can see (no import of torch's CUDA runtime unless torch is present)."""
-    from acmix_deploy.trt.gpu import torch_cuda_available
+    from acmix_deploy.runners.gpu import torch_cuda_available
 
     if not torch_cuda_available():  # also False (not a crash) for a broken CUDA install
         return []

@@ -27,7 +27,7 @@ CONV_CHILDREN = ("fc", "dep_conv", "conv_path")
 # A module is an ACmix block when it has one of these children (they exist in no plain ResNet/Swin).
 BLOCK_MARKERS = ("dep_conv", "conv_path", "attention", "attn_path", "local_attn")
 
-# Families add their own part names (archs/<family>_parts.py calls register_parts; loaded on first use).
+# Families add their own part names (archs/<family>_parts.py declares PARTS; registered on first use).
 _FAMILIES_LOADED = False
 
 
@@ -42,7 +42,7 @@ def register_parts(stage1: Iterable[str] = (), attention: Iterable[str] = (), co
 
 
 def _load_families() -> None:
-    """Import every acmix_deploy/archs/*_parts.py (torch-free tables) once, so they register."""
+    """Register the `PARTS` of every acmix_deploy/archs/*_parts.py (torch-free tables), once."""
     global _FAMILIES_LOADED
     if _FAMILIES_LOADED:
         return
@@ -54,7 +54,10 @@ def _load_families() -> None:
 
     for info in pkgutil.iter_modules(archs.__path__):
         if info.name.endswith("_parts"):
-            importlib.import_module(f"acmix_deploy.archs.{info.name}")
+            parts = importlib.import_module(f"acmix_deploy.archs.{info.name}").PARTS
+            register_parts(parts.stage1, parts.attention, parts.conv, parts.markers)
+            for category, (label, children) in parts.categories.items():
+                register_category(category, label, tuple(children))
 
 
 # Parts other families' blocks have (category -> child names), registered with `register_category` by

@@ -29,7 +29,7 @@ from acmix_deploy.bench.sources import (
     DEFAULT_IMG_SIZE, ModelSource, Resolver, label_for, resolve_baseline, resolve_target,
 )
 from acmix_deploy.bench.stats import CV_WARN, LatencyStats, median_ratio, paired_ratio, summarize
-from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
+from acmix_deploy.runners.timing import Budget, Timed, time_interleaved
 from acmix_deploy.errors import AcmixError, first_line
 from acmix_deploy.runners import BackendUnavailable, RunnerOptions, canonical_backend, create_runner, cuda_available
 

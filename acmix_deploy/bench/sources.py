@@ -116,7 +116,7 @@ def from_file(path: str | os.PathLike[str], img_size: int | None = None, kind: s
         if size is not None:
             check_input_size(p, *size)  # one line when --img-size differs from the size fixed at export
         return ModelSource(label=p.stem, onnx_path=p, input_size=size or input_size(p) or (DEFAULT_IMG_SIZE,) * 2)
-    from acmix_deploy.trt.sidecar import verify_engine
+    from acmix_deploy.runners.sidecar import verify_engine
 
     check_input_file(p, "engine")
     verify_engine(p)  # a corrupt engine or sidecar is reported as such, before any GPU question
@@ -130,7 +130,7 @@ def from_file(path: str | os.PathLike[str], img_size: int | None = None, kind: s
 def _engine_input_size(path: Path) -> tuple[int, int] | None:
     """H, W of the engine's image input from its sidecar; None where the sidecar or a fixed size is
     missing (the engine runner then reports the sidecar problem as the row's reason)."""
-    from acmix_deploy.trt.sidecar import read_sidecar
+    from acmix_deploy.runners.sidecar import read_sidecar
 
     try:
         shape = read_sidecar(path).inputs[0].shape

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from acmix_deploy.cli._options import JsonOption, emit_json, stdout_console, warn
 from acmix_deploy.cli.app import app
-from acmix_deploy.gpucheck import cli as gpu_cli
+from acmix_deploy.cli import gpu_check_output as gpu_cli
 
 
 @app.command("list-models")

@@ -1,5 +1,5 @@
 """Timing: each ACmix model's deploy form against its plain baseline, interleaved round by round
-(acmix_deploy.bench.timing), CUDA events on a GPU and perf_counter on the CPU.
+(acmix_deploy.runners.timing), CUDA events on a GPU and perf_counter on the CPU.
 
 The ratio is the median of the per-round ratios; its quartiles show how much the machine moved.
 TF32 is left at torch's defaults here (recorded in the row): timings are of what users run.
@@ -28,7 +28,7 @@ def time_pair(ctx: Context, model: ModelSpec, baseline: ModelSpec, batch: int) -
     ctx.require_device()
     import torch
 
-    from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
+    from acmix_deploy.runners.timing import Budget, Timed, time_interleaved
     from acmix_deploy.runners import make_images
 
     cuda = ctx.device == "cuda"

@@ -17,7 +17,7 @@ from acmix_deploy.gpucheck.plan import ModelSpec
 
 def _trt_or_unavailable():
     from acmix_deploy.errors import AcmixError, first_line
-    from acmix_deploy.trt import load_trt
+    from acmix_deploy.runners.trt_import import load_trt
 
     try:
         return load_trt("auto")
@@ -27,7 +27,7 @@ def _trt_or_unavailable():
 
 def build(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
     _, flavour, version = _trt_or_unavailable()
-    from acmix_deploy.trt import TENSORRT_RTX
+    from acmix_deploy.runners.trt_import import TENSORRT_RTX
     from acmix_deploy.trt.build import build_engine
 
     if precision == "fp32":
@@ -50,7 +50,7 @@ def run(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
         raise NotAvailable(ctx.cuda_reason or "running an engine needs a CUDA GPU (dry mode: the build is checked)")
     import torch
 
-    from acmix_deploy.trt.runner import EngineRunner
+    from acmix_deploy.runners.trt_engine import EngineRunner
 
     path = ctx.need(ctx.engines, (spec.label, precision), f"the {precision} engine")
     built = ctx.model(spec)
@@ -70,8 +70,8 @@ def run(ctx: Context, spec: ModelSpec, precision: str) -> Outcome:
 def _refused(engine, sidecar_edit: dict, workdir, tag: str) -> str:
     """Copy the engine with an edited sidecar and return the runner's one-line refusal (or fail)."""
     from acmix_deploy.errors import AcmixError
-    from acmix_deploy.trt.runner import EngineRunner
-    from acmix_deploy.trt.sidecar import sidecar_path
+    from acmix_deploy.runners.trt_engine import EngineRunner
+    from acmix_deploy.runners.sidecar import sidecar_path
 
     copy = workdir / f"refusal_{tag}.engine"
     shutil.copyfile(engine, copy)
@@ -95,7 +95,7 @@ def refusal(ctx: Context, spec: ModelSpec) -> Outcome:
     if "cannot run on" not in messages["version"]:
         raise CheckFailed(f"refused for another reason than the version: {messages['version']}", messages)
     if ctx.device == "cuda" and not ctx.cuda_reason:
-        from acmix_deploy.trt.gpu import gpu_info
+        from acmix_deploy.runners.gpu import gpu_info
 
         here = gpu_info()
         other = "8.6" if here is not None and here.cc == "7.5" else "7.5"  # any capability but this GPU's

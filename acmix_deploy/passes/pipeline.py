@@ -24,7 +24,7 @@ import onnx_graphsurgeon as gs
 
 from acmix_deploy import parity
 from acmix_deploy import workspace as ws
-from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
+from acmix_deploy.runners.timing import Budget, Timed, time_interleaved
 from acmix_deploy.errors import AcmixError, ParityError, first_line
 from acmix_deploy.fileio import write_bytes_atomic
 from acmix_deploy.runners import OnnxRuntimeRunner, RunnerOptions
@@ -263,7 +263,7 @@ def measure_latency(
     warmup: int = 3,
     threads: int | None = None,
 ) -> LatencyResult:
-    """Median latencies of two models timed interleaved in one process (acmix_deploy.bench.timing:
+    """Median latencies of two models timed interleaved in one process (acmix_deploy.runners.timing:
     each round runs both sessions, the order rotated every round, the garbage collector off while
     timing), intra-op spinning off so the idle session does not steal the other's cores (DESIGN.md
     section 4). `runs` is raised to MIN_LATENCY_RUNS; `ratio` is the median over rounds of

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.trt.gpu import torch_cuda_available
+from acmix_deploy.runners.gpu import torch_cuda_available
 
 TORCH_BACKENDS = ("torch-eager", "torch-deploy", "torch-compile")
 ORT_BACKENDS = ("onnxruntime", "onnxruntime-cuda", "onnxruntime-trt")

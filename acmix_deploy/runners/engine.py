@@ -1,4 +1,4 @@
-"""TensorRT engine runner: acmix_deploy.trt.runner.EngineRunner behind the runner interface.
+"""TensorRT engine runner: acmix_deploy.runners.trt_engine.EngineRunner behind the runner interface.
 
 Not thread-safe: a TensorRT execution context holds the bound tensor addresses of one inference,
 so one instance serializes `infer` calls; make one runner per thread (Triton: per model instance).
@@ -20,7 +20,7 @@ from acmix_deploy.runners.base import BackendUnavailable, Runner, RunnerOptions,
 
 def _engine_runner_class() -> Any:
     """EngineRunner, imported when needed (it imports TensorRT only when an engine is opened)."""
-    from acmix_deploy.trt.runner import EngineRunner
+    from acmix_deploy.runners.trt_engine import EngineRunner
 
     return EngineRunner
 

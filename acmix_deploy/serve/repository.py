@@ -120,7 +120,7 @@ def _canonical_pre(pre: dict[str, Any]) -> dict[str, Any]:
 def inspect_engine(path: Path, allow_rtx: bool = False) -> ArtifactInfo:
     """An engine's tensors from its sidecar; `allow_rtx` for the toolkit's own runner (serve), which
     runs TensorRT-RTX engines, unlike Triton's tensorrt_plan backend."""
-    from acmix_deploy.trt.sidecar import read_sidecar
+    from acmix_deploy.runners.sidecar import read_sidecar
 
     side = read_sidecar(path)
     if side.trt_flavour != "tensorrt" and not allow_rtx:

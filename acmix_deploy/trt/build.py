@@ -30,9 +30,9 @@ from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.fileio import atomic_path, sha256_file
 from acmix_deploy.onnxio import load_model, model_name
-from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, load_trt, make_logger
-from acmix_deploy.trt.gpu import gpu_info
-from acmix_deploy.trt.sidecar import (
+from acmix_deploy.runners.trt_import import TENSORRT, TENSORRT_RTX, load_trt, make_logger
+from acmix_deploy.runners.gpu import gpu_info
+from acmix_deploy.runners.sidecar import (
     Sidecar, TensorInfo, format_capability, parse_capability, sidecar_path, stored_onnx_path,
 )
 from acmix_deploy.workspace import default_output

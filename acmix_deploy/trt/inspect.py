@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.trt.gpu import torch_cuda_available
-from acmix_deploy.trt.sidecar import Sidecar, verify_engine
+from acmix_deploy.runners.gpu import torch_cuda_available
+from acmix_deploy.runners.sidecar import Sidecar, verify_engine
 
 
 @dataclass
@@ -33,7 +33,7 @@ def _layers(trt, engine) -> list[Any]:
 
 def inspect_engine(engine_path: str | os.PathLike[str], runtime: str = "auto", layers: bool = True) -> EngineReport:
     """The sidecar, plus the engine inspector's layers when a GPU can deserialise the engine."""
-    from acmix_deploy.trt.runner import check_engine_file, deserialize_engine, resolve_runtime
+    from acmix_deploy.runners.trt_engine import check_engine_file, deserialize_engine, resolve_runtime
 
     path = Path(engine_path)
     sidecar = verify_engine(path)  # file and sidecar checked (sha256) before TensorRT or a GPU

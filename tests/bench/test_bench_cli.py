@@ -118,7 +118,7 @@ def test_engine_input_size_comes_from_its_sidecar(tmp_path):
     import hashlib
 
     from acmix_deploy.errors import AcmixError
-    from acmix_deploy.trt.sidecar import Sidecar, TensorInfo, sidecar_path
+    from acmix_deploy.runners.sidecar import Sidecar, TensorInfo, sidecar_path
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\0")

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from acmix_deploy.bench.timing import Budget, Timed, time_interleaved
+from acmix_deploy.runners.timing import Budget, Timed, time_interleaved
 
 
 def test_budget_takes_exactly_one_limit():

@@ -8,7 +8,7 @@ import pytest
 
 from acmix_deploy.errors import AcmixError, ParityError
 from acmix_deploy.pipeline import PipelineOptions, build_pipeline
-from acmix_deploy.trt import _try_import
+from acmix_deploy.runners.trt_import import _try_import
 from tests.conftest import small_overrides
 
 _HAS_TRT = _try_import("tensorrt-rtx")[0] is not None or _try_import("tensorrt")[0] is not None

@@ -33,7 +33,7 @@ def _has(module: str) -> bool:
 
 
 def _has_trt() -> bool:
-    from acmix_deploy.trt import TENSORRT, TENSORRT_RTX, _try_import
+    from acmix_deploy.runners.trt_import import TENSORRT, TENSORRT_RTX, _try_import
 
     return any(_try_import(f)[0] is not None for f in (TENSORRT, TENSORRT_RTX))
 

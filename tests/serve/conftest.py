@@ -125,7 +125,7 @@ def write_engine_with_sidecar(path: Path, model: str = "tiny_net", cc: str = "9.
     sidecar in the format `build-trt` writes, as a TensorRT 10 build on a compute capability `cc` GPU would."""
     from dataclasses import asdict
 
-    from acmix_deploy.trt.sidecar import Sidecar, TensorInfo, sidecar_path
+    from acmix_deploy.runners.sidecar import Sidecar, TensorInfo, sidecar_path
 
     dims = [-1 if batch[0] != batch[2] else batch[0], 3, 8, 8]
     side = Sidecar(

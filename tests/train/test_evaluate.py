@@ -207,7 +207,7 @@ def test_engine_runner_wiring_on_cpu(exported, monkeypatch, tmp_path):
 
     import torch
 
-    import acmix_deploy.trt.runner as trt_runner
+    import acmix_deploy.runners.trt_engine as trt_runner
     from acmix_deploy.evaluate import open_artifact
     from acmix_deploy.runners import OnnxRuntimeRunner
 

@@ -11,7 +11,7 @@ from tests.tiny_onnx_models import TrainedDigits, cached_trained
 @pytest.fixture(scope="session")
 def trt_flavour() -> tuple[str, str]:
     """(flavour, version) of the TensorRT that `auto` picks; skips when neither is installed."""
-    from acmix_deploy.trt import load_trt
+    from acmix_deploy.runners.trt_import import load_trt
 
     try:
         _, flavour, version = load_trt("auto")

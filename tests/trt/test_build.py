@@ -11,9 +11,9 @@ from onnx import TensorProto, helper
 from acmix_deploy import workspace as ws
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.fileio import sha256_file
-from acmix_deploy.trt import TENSORRT_RTX, load_trt
+from acmix_deploy.runners.trt_import import TENSORRT_RTX, load_trt
 from acmix_deploy.trt.build import build_engine, parse_size
-from acmix_deploy.trt.sidecar import read_sidecar
+from acmix_deploy.runners.sidecar import read_sidecar
 from tests.tiny_onnx_models import static_batch_copy
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from acmix_deploy import workspace as ws
 from acmix_deploy.cli import main
-from acmix_deploy.trt import _try_import
+from acmix_deploy.runners.trt_import import _try_import
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -34,7 +34,7 @@ def test_build_trt_from_workspace_fp16_then_inspect(trt_flavour, trained, artifa
     code, out, err = run_cli(["inspect", engine.path], capsys)
     assert code == 0, err
     assert "fp16" in out and "1..4 (opt 2)" in out and trt_flavour[1] in out
-    from acmix_deploy.trt.gpu import torch_cuda_available
+    from acmix_deploy.runners.gpu import torch_cuda_available
 
     if not torch_cuda_available():
         assert "needs the engine deserialised" in out and "CUDA GPU" in out

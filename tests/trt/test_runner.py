@@ -11,9 +11,9 @@ import pytest
 
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.trt.build import build_engine
-from acmix_deploy.trt.gpu import torch_cuda_available
-from acmix_deploy.trt.runner import EngineRunner, validate_feeds
-from acmix_deploy.trt.sidecar import check_compatible, read_sidecar, sidecar_path
+from acmix_deploy.runners.gpu import torch_cuda_available
+from acmix_deploy.runners.trt_engine import EngineRunner, validate_feeds
+from acmix_deploy.runners.sidecar import check_compatible, read_sidecar, sidecar_path
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from acmix_deploy.trt.gpu import torch_cuda_available
+from acmix_deploy.runners.gpu import torch_cuda_available
 
 
 @dataclass(frozen=True)

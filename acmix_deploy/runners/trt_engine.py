@@ -15,9 +15,9 @@ from types import ModuleType
 from typing import Any
 
 from acmix_deploy.errors import AcmixError
-from acmix_deploy.trt import load_trt, make_logger
-from acmix_deploy.trt.gpu import gpu_info, torch_cuda_available
-from acmix_deploy.trt.sidecar import Sidecar, check_compatible, read_sidecar
+from acmix_deploy.runners.trt_import import load_trt, make_logger
+from acmix_deploy.runners.gpu import gpu_info, torch_cuda_available
+from acmix_deploy.runners.sidecar import Sidecar, check_compatible, read_sidecar
 
 _TORCH_DTYPES = {
     "float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "int8": "int8", "uint8": "uint8",
