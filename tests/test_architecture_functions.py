@@ -10,7 +10,7 @@ from pathlib import Path
 
 MAX_LINES = 80
 ROOT = Path(__file__).resolve().parents[1]
-_KNOWN_LONG = {"acmix_deploy/export.py:export_onnx", "acmix_deploy/bench/run.py:bench"}
+_KNOWN_LONG: set[str] = set()
 
 
 @functools.cache

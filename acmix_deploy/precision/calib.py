@@ -21,12 +21,6 @@ from acmix_deploy.preprocess import Preprocessing, list_images
 RANDOM = "random"
 
 
-def preprocess_of(model: onnx.ModelProto) -> Preprocessing:
-    """The preprocessing calibration applies: the model's (preprocess.Preprocessing.from_onnx), with
-    ImageNet defaults for what a file without export metadata lacks."""
-    return Preprocessing.from_onnx(model, defaults=True)
-
-
 def _image_files(root: Path) -> list[Path]:
     files = list_images(root)
     if not files:
@@ -129,7 +123,7 @@ def load_split(
     Random data draws `calib_size` and `holdout_size` noise inputs (seeds `seed`, `seed + 1`), each
     capped at `random_count` when given.
     """
-    pre = preprocess_of(model)
+    pre = Preprocessing.from_onnx(model, defaults=True)  # ImageNet defaults for a file without metadata
     total = count_source(source)
     if total is None:
         if random_count is not None:

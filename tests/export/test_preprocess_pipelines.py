@@ -32,7 +32,7 @@ def test_calibration_eval_and_training_eval_give_identical_tensors(small_export,
     picks = [0, 2, 3, 4]
     card_pre = Preprocessing.from_card(create_model(NAME, **small_overrides(NAME)).card)  # training's source
 
-    calib_pre = calib.preprocess_of(load_model(onnx_path))
+    calib_pre = Preprocessing.from_onnx(load_model(onnx_path), defaults=True)
     calibration = calib.load_images(root, calib_pre, indices=picks)
     runner = evaluate.open_artifact(onnx_path)  # eval: the ONNX metadata, through its dataset transform
     eval_ds = ImageFolder(root, evaluate._MultiPre([runner.pre]))

@@ -26,10 +26,10 @@ def _with_meta(tiny_onnx, **meta) -> onnx.ModelProto:
 
 
 def test_preprocess_from_metadata_and_defaults(tiny_onnx):
-    pre = calib.preprocess_of(onnx.load(tiny_onnx))
+    pre = Preprocessing.from_onnx(onnx.load(tiny_onnx), defaults=True)
     assert (pre.height, pre.width, pre.mean, pre.crop_ratio, pre.source) == (8, 8, (0.5, 0.5, 0.5), 1.0, "ONNX metadata")
     bare = _with_meta(tiny_onnx, mean=None, std=None, crop_ratio=None, input_size=None)
-    d = calib.preprocess_of(bare)
+    d = Preprocessing.from_onnx(bare, defaults=True)
     # the static graph size (8) wins; the rest falls back to ImageNet defaults
     assert (d.height, d.mean, d.std, d.crop_ratio, d.source) == (8, IMAGENET_MEAN, IMAGENET_STD, 0.875,
                                                                "graph shape + ImageNet defaults")

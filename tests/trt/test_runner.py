@@ -110,13 +110,14 @@ def test_engine_matches_onnxruntime(precision, trt_flavour, onnx_variants, train
     import torch
 
     from acmix_deploy.parity import compare, cosine_similarity
-    from acmix_deploy.precision.calib import load_images, preprocess_of
+    from acmix_deploy.precision.calib import load_images
+    from acmix_deploy.preprocess import Preprocessing
     from acmix_deploy.precision.verify import model_logits
 
     result = build_engine(onnx_variants[precision], tmp_path / "e.engine", min_batch=1, opt_batch=4, max_batch=16,
                           progress=False, record=False)
     runner = EngineRunner(result.path)
-    pre = preprocess_of(onnx.load(trained.onnx_path))
+    pre = Preprocessing.from_onnx(onnx.load(trained.onnx_path), defaults=True)
     x = load_images(trained.heldout_npy, pre, indices=list(range(16)))
     ref = model_logits(str(trained.onnx_path), x)
     for batch in (1, 5, 16):  # the dynamic batch range, including its ends
