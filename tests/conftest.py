@@ -1,11 +1,24 @@
-"""Shared test helpers: small model overrides that keep every registered model fast on 2 CPU cores."""
+"""Shared test helpers: small model overrides that keep every registered model fast on 2 CPU cores,
+the one CLI runner (`run_cli`), and the session's one trained tiny model (`trained`)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from tests.tiny_onnx_models import TrainedDigits
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -29,3 +42,77 @@ def small_overrides(name: str) -> dict:
 def seeded():
     torch.manual_seed(0)
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> TrainedDigits:
+    """The tiny ACmix-like model trained on scikit-learn digits, exported once per session."""
+    from tests.tiny_onnx_models import cached_trained
+
+    return cached_trained(tmp_path_factory)
+
+
+@pytest.fixture()
+def artifacts(tmp_path, monkeypatch) -> Path:
+    """A fresh artifact workspace, made the default through ACMIX_DEPLOY_WORKSPACE."""
+    ws = tmp_path / "artifacts"
+    monkeypatch.setenv("ACMIX_DEPLOY_WORKSPACE", str(ws))
+    return ws
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """What one `acmix-deploy` call did: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        """stdout parsed as JSON (a command run with a printing --json writes one document)."""
+        return json.loads(self.out)
+
+    def __iter__(self) -> Iterator[Any]:
+        """`code, out, err = run_cli(...)`."""
+        return iter((self.code, self.out, self.err))
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str] | None, cwd: Path | str | None) -> Iterator[None]:
+    saved, here = dict(os.environ), os.getcwd()
+    os.environ.update(env or {})
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        os.chdir(here)
+
+
+def _exit_code(exc: SystemExit) -> int:
+    return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+
+
+def run_cli(*args: str | os.PathLike, fresh: bool = False, cwd: Path | str | None = None,
+            env: dict[str, str] | None = None, timeout: float = 600) -> CliRun:
+    """Run `acmix-deploy ARGS` through the console entry (its one-line error handler included): in
+    this process (fast), or with `fresh` in a new interpreter (what imports it pays, signals, exit)."""
+    argv = [str(a) for a in args]
+    if fresh:
+        script = Path(sys.executable).with_name("acmix-deploy")
+        cmd = [str(script)] if script.exists() else [sys.executable, "-m", "acmix_deploy.cli"]
+        proc = subprocess.run([*cmd, *argv], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
+                              text=True, timeout=timeout)
+        return CliRun(proc.returncode, proc.stdout, proc.stderr)
+    from acmix_deploy.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with _environ(env, cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = _exit_code(exc)
+    return CliRun(code, out.getvalue(), err.getvalue())

@@ -17,7 +17,7 @@ from acmix_deploy.export import (
     reference_and_deploy, settle_batchnorm, verification_images,
 )
 from acmix_deploy.registry import create_model, get_card, list_models
-from tests.conftest import small_overrides
+from tests.conftest import run_cli, small_overrides
 from tests.export.conftest import EXPORT_OPTIONS, small_export_kwargs
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.]*/[A-Za-z]+_\d+$")
@@ -251,30 +251,18 @@ def test_default_filenames():
     assert default_filename("swin_t", 64, 1, True, True) == "swin_t_64_dyn_features.onnx"
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from acmix_deploy.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_cli_unwritable_output_is_one_line_error(capsys):
-    code, _, err = _cli(capsys, "export", "--model", "resnet26", "-o", "/proc/nope.onnx")
+def test_cli_unwritable_output_is_one_line_error():
+    code, _, err = run_cli("export", "--model", "resnet26", "-o", "/proc/nope.onnx")
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "/proc" in lines[0]
 
 
-def test_cli_export_tensor_shift_into_workspace(capsys, tmp_path):
+def test_cli_export_tensor_shift_into_workspace(tmp_path):
     """The explicit-shift form (paper Table 7) exports and verifies; the file lands in the workspace."""
     workspace = tmp_path / "ws"
-    code, out, err = _cli(
-        capsys, "export", "--model", "resnet_acmix26", "--img-size", "64", "--shift", "tensor",
+    code, out, err = run_cli(
+        "export", "--model", "resnet_acmix26", "--img-size", "64", "--shift", "tensor",
         "--override", "width=16", "--override", "k_att=3", "--override", "num_classes=10",
         "--no-optimize", "--workspace", str(workspace),
     )
