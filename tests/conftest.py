@@ -72,6 +72,14 @@ class CliRun:
         """stdout parsed as JSON (a command run with a printing --json writes one document)."""
         return json.loads(self.out)
 
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+    def error_lines(self) -> list[str]:
+        """The `error: ...` lines on stderr (the CLI promises exactly one on a failure)."""
+        return [ln for ln in self.err.splitlines() if ln.startswith("error:")]
+
     def __iter__(self) -> Iterator[Any]:
         """`code, out, err = run_cli(...)`."""
         return iter((self.code, self.out, self.err))
