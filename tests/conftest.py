@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -124,3 +125,15 @@ def run_cli(*args: str | os.PathLike, fresh: bool = False, cwd: Path | str | Non
         except SystemExit as exc:
             code = _exit_code(exc)
     return CliRun(code, out.getvalue(), err.getvalue())
+
+
+_NUMBER = r"([-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?)"
+_PARITY_FIELDS = {"max_abs": rf"max abs {_NUMBER}", "limit": rf"\(limit {_NUMBER}", "cosine": rf"cosine {_NUMBER}",
+                  "agreement": rf"top-1 agreement {_NUMBER}", "samples": rf"on {_NUMBER} held-out inputs"}
+
+
+def parity_numbers(line: str) -> dict[str, float]:
+    """The numbers of a printed PASSED / FAILED parity line (those present): max_abs, limit, cosine,
+    agreement, samples; so a test asserts the numbers, not the word."""
+    found = {key: re.search(pattern, line) for key, pattern in _PARITY_FIELDS.items()}
+    return {key: float(m.group(1)) for key, m in found.items() if m}
