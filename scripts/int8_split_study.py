@@ -47,7 +47,7 @@ def main() -> None:
                               calib_size=args.calib_size, holdout=341, method=method, split=split,
                               min_agreement=0.0, rest=args.rest, record=False, seed=args.seed)
             rep = r.report
-            print(f"{split:13s} {method:10s} {rep.top1_agreement:9.4f} {rep.cosine:9.6f} {rep.min_cosine_seen:9.6f} "
+            print(f"{split:13s} {method:10s} {rep.top1_agreement:9.4f} {rep.cosine:9.6f} {rep.min_cosine:9.6f} "
                   f"{rep.max_abs:8.3f}  {time.time() - t:.1f} s", flush=True)
 
 

@@ -64,6 +64,7 @@ def _pair(cin, heads, head_dim, k_att, stride, shift, dtype, device, seed=0):
     return ref, ACmixTrain.from_reference(ref)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(
     cin=st.integers(1, 6),
@@ -99,6 +100,7 @@ def test_fast_form_matches_reference_float32(device, cin, heads, head_dim, k_att
     assert worst <= FP32_TOL, rel
 
 
+@pytest.mark.slow
 def test_whole_model_forms_agree_float64():
     """ResNet-ACmix-26 (k_att 7 at 100 px: reflect halos on the 25 px maps, one clipped block on the
     small ones): loss and every parameter's gradient of the whole network."""
@@ -154,6 +156,7 @@ def test_fast_form_refuses_small_maps():
         block(torch.randn(1, 4, 3, 9))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first,second", [("fast", "reference"), ("reference", "fast")])
 def test_checkpoint_continues_in_the_other_form(first, second, tmp_path):
     """2 SGD steps in one form, saved (weights + optimizer state) and loaded into a fresh model of each

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import torch
 
 from acmix_deploy.registry import create_model, list_models
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "acmix_deploy.cli", *args], capture_output=True, text=True, timeout=300)
+from tests.conftest import run_cli
 
 
 def test_list_models_json():
     out = run_cli("list-models", "--json")
-    assert out.returncode == 0, out.stderr
-    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert out.code == 0, out.err
+    rows = {r["name"]: r for r in out.json()}
     assert len(rows) == len(list_models())
     assert rows["resnet_acmix50"]["params_m"] == 18.33 and rows["swin_acmix_s"]["params_m"] == 50.35
     assert rows["resnet_acmix50"]["paper_params_m"] == 18.6 and rows["resnet_acmix50"]["paper_gmacs"] == 3.6
@@ -44,8 +39,8 @@ def test_list_models_imports_no_heavy_backend():
 
 def test_info_json_reports_stage_split():
     out = run_cli("info", "--model", "resnet_acmix50", "--json")
-    assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
+    assert out.code == 0, out.err
+    data = out.json()
     assert abs(data["conv_matmul_macs"] / 3.37e9 - 1) < 0.01
     assert abs(data["total_macs"] / 3.6e9 - 1) < 0.1
     assert len(data["blocks"]) == 16 and data["stage1_macs"] > 0
@@ -53,9 +48,9 @@ def test_info_json_reports_stage_split():
 
 def test_info_unknown_model_one_line_exit_2():
     out = run_cli("info", "--model", "nope")
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "valid models: " in lines[0] and "resnet26, " in lines[0] and "Traceback" not in out.stderr
+    assert out.code == 2
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and "valid models: " in lines[0] and "resnet26, " in lines[0] and "Traceback" not in out.err
 
 
 def test_info_with_checkpoint_reports_rates(tmp_path):
@@ -65,22 +60,22 @@ def test_info_with_checkpoint_reports_rates(tmp_path):
     torch.save(model.state_dict(), tmp_path / "w.pth")
     out = run_cli("info", "--model", "resnet_acmix26", "--checkpoint", str(tmp_path / "w.pth"), "--json")
     # num_classes differs from the card: strict load fails with the key list, non-strict loads
-    assert out.returncode == 2 and "wrong shape: fc.weight" in out.stderr and "Traceback" not in out.stderr
+    assert out.code == 2 and "wrong shape: fc.weight" in out.err and "Traceback" not in out.err
     out = run_cli("info", "--model", "resnet_acmix26", "--checkpoint", str(tmp_path / "w.pth"), "--non-strict", "--json")
-    assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)  # the load report is on stderr: stdout is the JSON document alone
-    assert out.stderr.startswith("warning: partial load") and "fc.weight" in out.stderr
+    assert out.code == 0, out.err
+    data = out.json()  # the load report is on stderr: stdout is the JSON document alone
+    assert out.err.startswith("warning: partial load") and "fc.weight" in out.err
     assert data["blocks"][0]["rate1"] == 0.25 and data["blocks"][0]["rate2"] == 0.5
 
 
 def test_doctor_lists_backends():
     out = run_cli("doctor", "--json")
-    assert out.returncode == 0, out.stderr
-    names = {r["name"]: r for r in json.loads(out.stdout)}
+    assert out.code == 0, out.err
+    names = {r["name"]: r for r in out.json()}
     assert {"torch", "CUDA", "onnxruntime", "tensorrt", "tensorrt_rtx", "onnx-graphsurgeon"} <= set(names)
     assert names["torch"]["available"] and names["torch"]["version"] == torch.__version__
 
 
 def test_help_works():
-    out = run_cli("--help")
-    assert out.returncode == 0 and "list-models" in out.stdout
+    out = run_cli("--help", fresh=True)
+    assert out.code == 0 and "list-models" in out.out

@@ -53,6 +53,7 @@ def cpu_seconds() -> float:
     return use.ru_utime + use.ru_stime
 
 
+@pytest.mark.slow
 @needs_rtx
 def test_the_three_readme_commands_chain_on_a_cpu(tmp_path):
     cpu0, t0 = cpu_seconds(), time.perf_counter()
@@ -103,6 +104,7 @@ def ws_newest(root: Path, kind: str) -> str:
     return ws.newest(kind, workspace=root / "artifacts").path
 
 
+@pytest.mark.slow
 @needs_rtx
 def test_a_moved_workspace_still_builds_and_benches(tmp_path):
     first = tmp_path / "first"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 import acmix_deploy
 from acmix_deploy.cli import app
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,19 +34,19 @@ def _command_paths(group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]
 
 
 def test_version_prints_the_package_version():
-    result = CliRunner().invoke(app, ["--version"])
-    assert result.exit_code == 0 and result.output.strip() == f"acmix-deploy {acmix_deploy.__version__}"
+    result = run_cli("--version")
+    assert result.code == 0 and result.out.strip() == f"acmix-deploy {acmix_deploy.__version__}"
 
 
 def test_no_help_shows_a_bool_placeholder():
     paths = _command_paths(typer.main.get_command(app))
     assert len(paths) >= 15  # the root, every command, the data group and its commands
     for path in paths:
-        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "120"})
-        assert result.exit_code == 0, (path, result.output)
-        assert "<bool>" not in result.output, path
-        assert "--help" in result.output
-    bench = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
+        result = run_cli(*path, "--help", env={"COLUMNS": "120"})
+        assert result.code == 0, (path, result.err)
+        assert "<bool>" not in result.out, path
+        assert "--help" in result.out
+    bench = run_cli("bench", "--help", env={"COLUMNS": "200"}).out
     assert "<int>" in bench and "<path>" in bench  # options that take values keep their type label
 
 

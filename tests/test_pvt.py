@@ -3,8 +3,6 @@ reference over random shapes, baseline -> ACmix fine-tuning loads, input-size ru
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,7 +15,7 @@ from acmix_deploy.errors import AcmixError
 from acmix_deploy.nn.pvt_attention import SRAttention
 from acmix_deploy.nn.pvt_deploy import SRAttentionDeploy
 from acmix_deploy.registry import create_model
-from tests.conftest import small_overrides
+from tests.conftest import run_cli, small_overrides
 
 
 def _randomise(block: SRAttention, seed: int) -> SRAttention:
@@ -137,9 +135,8 @@ def test_input_size_rules():
 
 def test_cli_refuses_bad_sizes_in_one_line(tmp_path):
     for size, expect in ((100, "multiple of 32 px"), (16, "minimum of 32 px")):
-        out = subprocess.run([sys.executable, "-m", "acmix_deploy.cli", "export", "--model", "pvt_acmix_t",
-                              "--img-size", str(size), "--output", str(tmp_path / "x.onnx")],
-                             capture_output=True, text=True, timeout=300)
-        assert out.returncode == 2 and expect in out.stderr and "Traceback" not in out.stderr
-        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        out = run_cli("export", "--model", "pvt_acmix_t",
+                      "--img-size", str(size), "--output", str(tmp_path / "x.onnx"))
+        assert out.code == 2 and expect in out.err and "Traceback" not in out.err
+        assert len(out.err.strip().splitlines()) == 1, out.err
         assert not (tmp_path / "x.onnx").exists()

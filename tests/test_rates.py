@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ from acmix_deploy.checkpoint import save_checkpoint
 from acmix_deploy.errors import AcmixError
 from acmix_deploy.rates import checkpoint_rates, rate_pairs
 from acmix_deploy.registry import create_model
-from tests.conftest import small_overrides
+from tests.conftest import run_cli, small_overrides
 
 
 def _checkpoint(name: str, path, seed: int) -> list[tuple[float, float]]:
@@ -38,11 +36,10 @@ def test_info_plots_and_lists_one_pair_per_block(tmp_path):
     pvt = _checkpoint("pvt_acmix_t", tmp_path / "pvt.pth", 0)
     res = _checkpoint("resnet_acmix26", tmp_path / "res.pth", 1)
     png = tmp_path / "rates.png"
-    out = subprocess.run([sys.executable, "-m", "acmix_deploy.cli", "info", "--checkpoint", str(tmp_path / "pvt.pth"),
-                          "--checkpoint", str(tmp_path / "res.pth"), "--plot", str(png), "--json"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
+    out = run_cli("info", "--checkpoint", str(tmp_path / "pvt.pth"),
+                  "--checkpoint", str(tmp_path / "res.pth"), "--plot", str(png), "--json")
+    assert out.code == 0, out.err
+    data = out.json()
     assert len(pvt) == 4 and len(res) == 8
     for label, expected in (("pvt.pth", pvt), ("res.pth", res)):
         got = data["rates"][label]

@@ -3,8 +3,6 @@ sizes, MACs."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,7 +15,7 @@ from acmix_deploy.flops import model_stats
 from acmix_deploy.nn.san import SAM
 from acmix_deploy.nn.san_deploy import SAMDeploy, reflect_index
 from acmix_deploy.registry import create_model
-from tests.conftest import small_overrides
+from tests.conftest import run_cli, small_overrides
 
 SAN_MODELS = ["san10", "san15", "san19", "san_acmix10", "san_acmix15", "san_acmix19"]
 # hszhao/SAN model/san.py, patchwise SAM: these keys and no others below `layerI.J.sam.`
@@ -76,10 +74,10 @@ def test_san_acmix_loads_a_san_state_dict_non_strict(tmp_path):
     assert torch.equal(model.layer2[0].sam.conv_w[2].weight, base.layer2[0].sam.conv_w[2].weight)
     with pytest.raises(AcmixError, match="40 missing, 0 unexpected"):
         create_model("san_acmix10", checkpoint=path)
-    out = subprocess.run([sys.executable, "-m", "acmix_deploy.cli", "info", "--model", "san_acmix10",
-                          "--checkpoint", str(path), "--non-strict"], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    reported = sorted(line.split("missing: ", 1)[1].strip() for line in out.stdout.splitlines() if "missing: " in line)
+    out = run_cli("info", "--model", "san_acmix10",
+                  "--checkpoint", str(path), "--non-strict")
+    assert out.code == 0, out.err
+    reported = sorted(line.split("missing: ", 1)[1].strip() for line in out.out.splitlines() if "missing: " in line)
     assert reported == expected
 
 
@@ -193,12 +191,11 @@ def test_below_minimum_size_names_it(name):
 
 
 def test_below_minimum_size_cli_one_line_exit_2(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "acmix_deploy.cli", "export", "--model", "san_acmix10",
-                          "--img-size", "100", "--output", str(tmp_path / "x.onnx")],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "minimum of 128 px" in lines[0] and "Traceback" not in out.stderr
+    out = run_cli("export", "--model", "san_acmix10",
+                  "--img-size", "100", "--output", str(tmp_path / "x.onnx"))
+    assert out.code == 2
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and "minimum of 128 px" in lines[0] and "Traceback" not in out.err
     assert not list(tmp_path.iterdir())
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import onnx
 import pytest
-from typer.testing import CliRunner
 
 from acmix_deploy import workspace as ws
-from acmix_deploy.cli.app import app
 from acmix_deploy.passes.pipeline import optimize_file
 from acmix_deploy.runners.sidecar import stored_onnx_path
+from tests.conftest import run_cli
 from tests.passes.test_pipeline import small_model
 
 
@@ -76,10 +75,9 @@ def test_optimize_on_an_optimized_file_writes_nothing(tmp_path):
     first = optimize_file(src, latency_runs=0)
     assert not first.unchanged and first.nodes_after < first.nodes_before
     again_out = tmp_path / "again.onnx"
-    runner = CliRunner()
-    result = runner.invoke(app, ["optimize", first.output, "-o", str(again_out), "--no-latency"])
-    assert result.exit_code == 0, result.output
-    assert "is already optimized: the passes changed nothing" in result.output and "nothing was written" in result.output
+    result = run_cli("optimize", first.output, "-o", again_out, "--no-latency")
+    assert result.code == 0, result.err
+    assert "is already optimized: the passes changed nothing" in result.out and "nothing was written" in result.out
     assert not again_out.exists()
 
 
@@ -91,14 +89,14 @@ def test_info_of_a_small_checkpoint_uses_its_own_size_without_warnings(tmp_path)
                            tmp_path / "best.pth")  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = CliRunner().invoke(app, ["info", "--checkpoint", str(ckpt), "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["img_size"] == 32
+        result = run_cli("info", "--checkpoint", ckpt, "--json")
+    assert result.code == 0, result.err
+    assert result.json()["img_size"] == 32
     assert not [w for w in caught if issubclass(w.category, UserWarning)], [str(w.message) for w in caught]
 
 
 @pytest.mark.parametrize("args", [["inspect"], ["bench"], ["build-trt", "--runtime", "tensorrt-rtx"]])
 def test_commands_without_input_in_an_empty_workspace_say_what_to_do(tmp_path, args):
-    result = CliRunner().invoke(app, [*args, "--workspace" if args[0] != "build-trt" else "--artifacts", str(tmp_path)])
-    assert result.exit_code != 0
-    assert "acmix-deploy export --model NAME" in str(result.exception) + result.output
+    result = run_cli(*args, "--workspace", tmp_path)
+    assert result.code == 2 and len(result.error_lines()) == 1
+    assert "acmix-deploy export --model NAME" in result.err

@@ -6,7 +6,7 @@ from PIL import Image
 
 from tests.bench import bench_standins as S
 from acmix_deploy.bench import sources
-from acmix_deploy.cli import main
+from tests.conftest import run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -14,16 +14,9 @@ def standin_models(monkeypatch):
     monkeypatch.setattr(sources, "resolve_model", S.resolver)
 
 
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def test_bench_acceptance_shape(capsys, tmp_path):
+def test_bench_acceptance_shape(tmp_path):
     code, out, err = run_cli(
-        capsys, "bench", "--model", "tiny_acmix", "--baseline", "tiny_plain", "--backend", "onnxruntime",
+        "bench", "--model", "tiny_acmix", "--baseline", "tiny_plain", "--backend", "onnxruntime",
         "--backend", "torch,tensorrt", "--batch", "1", "--batch", "2", "--iterations", "3",
         "--warmup-iterations", "1", "--threads", "1", "--no-memory", "--img-size", "16",
         "-o", str(tmp_path / "out" / "b.json"), "--csv", str(tmp_path / "b.csv"), "--plot", str(tmp_path / "b.png"),
@@ -39,16 +32,20 @@ def test_bench_acceptance_shape(capsys, tmp_path):
         assert img.format == "PNG"
 
 
-def test_bench_onnx_file(capsys, tmp_path):
+def test_bench_onnx_file(tmp_path):
     path = S.export(S.make_tiny(), tmp_path / "m.onnx", 16)
-    code, out, _ = run_cli(capsys, "bench", "--onnx", str(path), "--iterations", "2", "--warmup-iterations", "0",
-                           "--no-memory", "--threads", "1")  # fmt: skip
-    assert code == 0 and "onnxruntime" in out and "img/s" in out
+    code, out, err = run_cli("bench", "--onnx", str(path), "--iterations", "2", "--warmup-iterations", "0",
+                             "--no-memory", "--threads", "1", "-o", str(tmp_path / "b.json"))  # fmt: skip
+    assert code == 0, err
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    ort = [r for r in rows if r["backend"] == "onnxruntime"]
+    assert len(ort) == 1 and ort[0]["status"] == "ok" and ort[0]["iterations"] >= 2
+    assert ort[0]["latency_ms"]["median"] > 0 and ort[0]["throughput_ips"] > 0
 
 
-def test_bench_onnx_file_at_another_size_is_a_one_line_error(capsys, tmp_path):
+def test_bench_onnx_file_at_another_size_is_a_one_line_error(tmp_path):
     path = S.export(S.make_tiny(), tmp_path / "m.onnx", 16)
-    code, out, err = run_cli(capsys, "bench", "--onnx", str(path), "--img-size", "32", "--iterations", "1",
+    code, out, err = run_cli("bench", "--onnx", str(path), "--img-size", "32", "--iterations", "1",
                              "--no-memory")  # fmt: skip
     assert code == 2 and "Traceback" not in err + out and len(err.strip().splitlines()) == 1
     assert "takes 16x16 images (fixed at export), not 32x32" in err
@@ -67,30 +64,30 @@ def test_bench_onnx_file_at_another_size_is_a_one_line_error(capsys, tmp_path):
         (["--shift", "diagonal"], "--shift must be"),
     ],
 )
-def test_bench_user_errors_are_one_line(capsys, tmp_path, monkeypatch, args, message):
+def test_bench_user_errors_are_one_line(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(capsys, "bench", "--model", "tiny_acmix", "--no-memory", *args)
+    code, out, err = run_cli("bench", "--model", "tiny_acmix", "--no-memory", *args)
     assert code == 2
     assert err.startswith("error: ") and message in err and "Traceback" not in err + out
     assert len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
-def test_bench_nothing_measurable_exits_nonzero_after_the_table(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "bench", "--model", "tiny_acmix", "--backend", "tensorrt", "--no-memory",
+def test_bench_nothing_measurable_exits_nonzero_after_the_table(tmp_path):
+    code, out, err = run_cli("bench", "--model", "tiny_acmix", "--backend", "tensorrt", "--no-memory",
                              "--iterations", "1", "--plot", str(tmp_path / "p.png"))  # fmt: skip
     assert code == 2 and "unavailable" in out and "no backend produced a measurement" in err
     assert not (tmp_path / "p.png").exists()
 
 
-def test_bench_empty_workspace(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "bench", "--workspace", str(tmp_path), "--iterations", "1")
+def test_bench_empty_workspace(tmp_path):
+    code, _, err = run_cli("bench", "--workspace", str(tmp_path), "--iterations", "1")
     assert code == 2 and "no onnx" in err.lower()
 
 
-def test_profile_command(capsys, tmp_path):
+def test_profile_command(tmp_path):
     path = S.export(S.make_tiny(), tmp_path / "m.onnx", 16)
-    code, out, err = run_cli(capsys, "profile", "--onnx", str(path), "--iterations", "2", "--warmup", "0",
+    code, out, err = run_cli("profile", "--onnx", str(path), "--iterations", "2", "--warmup", "0",
                              "--threads", "1", "-o", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png"))  # fmt: skip
     assert code == 0, err
     for word in ("stage I", "attention", "conv path", "rest", "layer1.0.conv2", "tensorrt: unavailable"):
@@ -101,15 +98,14 @@ def test_profile_command(capsys, tmp_path):
         assert img.format == "PNG"
 
 
-def test_profile_model_name(capsys):
-    code, out, _ = run_cli(capsys, "profile", "--model", "tiny_acmix", "--iterations", "1", "--warmup", "0",
-                           "--backend", "onnxruntime")  # fmt: skip
-    assert code == 0 and "layer1.1.conv2" in out and "total" in out
-    code, out, err = run_cli(capsys, "profile", "--model", "tiny_acmix", "--iterations", "1", "--warmup", "0",
-                             "--backend", "onnxruntime", "--json")  # fmt: skip
-    doc = json.loads(out)  # --json: stdout is the JSON document alone
-    assert code == 0 and doc["kind"] == "acmix-deploy/profile" and doc["config"]["iterations"] == 1, err
-    assert doc["results"][0]["backend"] == "onnxruntime" and doc["results"][0]["run_ms"] > 0
+def test_profile_model_name(tmp_path):
+    code, out, err = run_cli("profile", "--model", "tiny_acmix", "--iterations", "1", "--warmup", "0",
+                             "--backend", "onnxruntime", "-o", str(tmp_path / "p.json"))  # fmt: skip
+    assert code == 0, err
+    (result,) = json.loads((tmp_path / "p.json").read_text())["results"]
+    blocks = {b["block"]: b for b in result["blocks"]}
+    assert {"layer1.0.conv2", "layer1.1.conv2"} <= set(blocks) and result["run_ms"] > 0
+    assert all(b["stage1"] > 0 and b["attention"] > 0 and b["conv"] > 0 for b in blocks.values())
 
 
 def test_engine_input_size_comes_from_its_sidecar(tmp_path):

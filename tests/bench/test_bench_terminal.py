@@ -39,6 +39,7 @@ def run_on_terminal(args: list[str], cwd: Path, columns: int, timeout: float = 6
     return proc.wait(), ANSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
 
 
+@pytest.mark.slow
 def test_table7_command_fits_100_columns_and_labels_the_shift(tmp_path):
     code, out = run_on_terminal(
         ["bench", "--model", "resnet_acmix26", "--shift", "tensor", "--baseline", "resnet_acmix26",

@@ -9,13 +9,14 @@ import onnx
 import pytest
 
 from acmix_deploy.bench import naming
+from acmix_deploy.onnx_names import module_path
 from acmix_deploy.registry import family, get_card, list_families, list_models
 from tests.export.conftest import EXPORT_OPTIONS
 
 
 def stage1_op_counts(model: onnx.ModelProto) -> dict[str, Counter]:
     """ACmix block path -> op-type counts of the nodes the profile's classifier files under its stage I."""
-    paths = [naming.node_module_path(node.name) for node in model.graph.node]
+    paths = [module_path(node.name) for node in model.graph.node]
     blocks = naming.find_blocks(paths)
     counts: dict[str, Counter] = {block: Counter() for block in blocks}
     for node, path in zip(model.graph.node, paths):

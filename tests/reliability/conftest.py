@@ -1,16 +1,17 @@
 """Shared pieces of the reliability catalogue: small real artifacts made once per session, and
-`run_case`, which runs one command in-process through the CLI's main(argv) and checks the promises
-every case must keep (exit code, no traceback, one error line, inputs untouched, no temp left)."""
+`check_promises`, the promises every command run in-process (tests.conftest.run_cli) must keep
+(exit code, no traceback, one error line, inputs untouched, no temp left)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import CliRun
 
 # A tiny ResNet (plain, no ACmix): every command accepts it and an export takes a few seconds.
 TINY = dict(width=8, num_classes=10)
@@ -30,34 +31,7 @@ def temps(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.name.endswith(".tmp"))
 
 
-@dataclass
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-    def error_lines(self) -> list[str]:
-        return [ln for ln in self.err.splitlines() if ln.startswith("error:")]
-
-
-def run_main(argv: list[str], capsys) -> Outcome:
-    from acmix_deploy.cli import main
-
-    capsys.readouterr()
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return Outcome(code, captured.out, captured.err)
-
-
-def check_promises(outcome: Outcome, folder: Path, before: dict[str, str], code: int, needle: str | None) -> None:
+def check_promises(outcome: CliRun, folder: Path, before: dict[str, str], code: int, needle: str | None) -> None:
     """The five promises of every catalogue case."""
     assert outcome.code == code, f"exit {outcome.code}, expected {code}:\n{outcome.text[-3000:]}"
     assert "Traceback" not in outcome.text, outcome.text[-3000:]

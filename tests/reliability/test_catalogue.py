@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import _setups as S
-from tests.reliability.conftest import check_promises, has_engine, run_main, sha256_tree
+from tests.conftest import run_cli
+from tests.reliability.conftest import check_promises, has_engine, sha256_tree
 
 
 @dataclass
@@ -200,7 +201,7 @@ def _argv(case: Case, d: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_case(case: Case, case_dir: Path, artifacts, digits, capsys) -> None:
+def test_case(case: Case, case_dir: Path, artifacts, digits) -> None:
     if case.engine and not has_engine(artifacts):
         pytest.skip("TensorRT-RTX cannot build an engine here")
     if "{d}/digits" in case.argv:
@@ -208,7 +209,7 @@ def test_case(case: Case, case_dir: Path, artifacts, digits, capsys) -> None:
     if case.setup is not None:
         case.setup(case_dir)
     before = sha256_tree(case_dir)
-    outcome = run_main(_argv(case, case_dir), capsys)
+    outcome = run_cli(*_argv(case, case_dir))
     check_promises(outcome, case_dir, before, case.code, case.needle)
 
 
@@ -220,10 +221,10 @@ def test_catalogue_size() -> None:
             "eval", "train", "data"} <= commands
 
 
-def test_traceback_on_request(case_dir: Path, capsys, monkeypatch) -> None:
+def test_traceback_on_request(case_dir: Path, monkeypatch) -> None:
     """ACMIX_DEPLOY_TRACEBACK=1 adds the traceback (for bug reports); the error line stays the same."""
     monkeypatch.setenv("ACMIX_DEPLOY_TRACEBACK", "1")
-    outcome = run_main(["optimize", str(case_dir / "missing.onnx"), "--no-latency"], capsys)
+    outcome = run_cli("optimize", str(case_dir / "missing.onnx"), "--no-latency")
     assert outcome.code == 2
     assert "Traceback" in outcome.err
     assert outcome.error_lines() == [f"error: ONNX file {case_dir / 'missing.onnx'} does not exist"]

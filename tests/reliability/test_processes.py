@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import check_promises, has_engine, run_main, sha256_tree, temps, Outcome
+from tests.conftest import CliRun, run_cli
+from tests.reliability.conftest import check_promises, has_engine, sha256_tree, temps
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD = b"old content the user keeps\n"
@@ -54,14 +55,14 @@ def _wait_for_temp(proc: subprocess.Popen, folder: Path, name: str, timeout: flo
     raise AssertionError("no temp file appeared")
 
 
-def _interrupted_write(args: list[str], folder: Path, target: str, sig: int) -> tuple[Outcome, Path]:
+def _interrupted_write(args: list[str], folder: Path, target: str, sig: int) -> tuple[CliRun, Path]:
     """Start `args`, send `sig` once the temp of `target` is complete; (outcome, temp path)."""
     proc = subprocess.Popen(_cli(args), cwd=folder, env=_env(ACMIX_DEPLOY_TEST_PAUSE_BEFORE_RENAME="60"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tmp = _wait_for_temp(proc, folder, target)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    return Outcome(proc.returncode, out, err), tmp
+    return CliRun(proc.returncode, out, err), tmp
 
 
 def _export_args(folder: Path) -> list[str]:
@@ -95,7 +96,7 @@ def test_build_trt_sigterm_keeps_old_engine(case_dir: Path, artifacts) -> None:
 
 
 @pytest.mark.parametrize("command", ["export", "build-trt"])
-def test_sigkill_leaves_a_dead_temp_the_next_run_removes(case_dir: Path, artifacts, capsys, command: str) -> None:
+def test_sigkill_leaves_a_dead_temp_the_next_run_removes(case_dir: Path, artifacts, command: str) -> None:
     if command == "build-trt" and not has_engine(artifacts):
         pytest.skip("TensorRT-RTX cannot build an engine here")
     target = "out.onnx" if command == "export" else "out.engine"
@@ -109,7 +110,7 @@ def test_sigkill_leaves_a_dead_temp_the_next_run_removes(case_dir: Path, artifac
     # ... a live writer's temp (this process's) is never touched by another run's cleanup ...
     live = tmp.with_name(re.sub(r"\.\d+\.", f".{os.getpid()}.", tmp.name, count=1))
     live.write_bytes(b"a concurrent writer")
-    done = run_main(args, capsys)  # the next run (in-process: the same code path, without a second start-up)
+    done = run_cli(*args)  # the next run (in-process: the same code path, without a second start-up)
     assert done.code == 0, done.err[-2000:]
     assert not tmp.exists()  # ... the next run removed the dead writer's temp
     assert live.exists()
@@ -131,16 +132,16 @@ def _file_size_limit(kib: int):
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
-def test_file_size_limit_onnx(case_dir: Path, capsys) -> None:
+def test_file_size_limit_onnx(case_dir: Path) -> None:
     (case_dir / "out.onnx").write_bytes(OLD)
     before = sha256_tree(case_dir)
     with _file_size_limit(64):
-        outcome = run_main(_export_args(case_dir), capsys)
+        outcome = run_cli(*_export_args(case_dir))
     check_promises(outcome, case_dir, before, 2, "out.onnx")
     assert "file too large" in outcome.error_lines()[0].lower()
 
 
-def test_file_size_limit_checkpoint(case_dir: Path, capsys) -> None:
+def test_file_size_limit_checkpoint(case_dir: Path) -> None:
     """train's first write is best.pth (torch.save): an old best.pth stays as it was."""
     run = case_dir / "run"
     run.mkdir()
@@ -149,7 +150,7 @@ def test_file_size_limit_checkpoint(case_dir: Path, capsys) -> None:
     args = ["train", "--model", "resnet26", "--data", str(case_dir / "images"), "--width", "8", "--img-size", "32",
             "--epochs", "1", "--batch-size", "10", "--workers", "0", "--no-progress", "-o", str(run)]
     with _file_size_limit(64):
-        outcome = run_main(args, capsys)
+        outcome = run_cli(*args)
     check_promises(outcome, case_dir, before, 2, "best.pth")
 
 
@@ -186,12 +187,12 @@ def test_manifest_lock_under_contention(tmp_path: Path) -> None:
 # ---- modes -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)],
                          ids=["umask022", "umask027"])
-def test_modes_follow_the_umask(case_dir: Path, capsys, umask: int, file_mode: int, dir_mode: int) -> None:
+def test_modes_follow_the_umask(case_dir: Path, umask: int, file_mode: int, dir_mode: int) -> None:
     old = os.umask(umask)
     try:
-        ok = run_main(["export", "--checkpoint", str(case_dir / "tiny.pth"), "--no-optimize", "--no-verify"], capsys)
+        ok = run_cli("export", "--checkpoint", str(case_dir / "tiny.pth"), "--no-optimize", "--no-verify")
         assert ok.code == 0, ok.err
-        ok = run_main(["data", "digits", str(case_dir / "d"), "--size", "8", "--npy", str(case_dir / "d.npy")], capsys)
+        ok = run_cli("data", "digits", str(case_dir / "d"), "--size", "8", "--npy", str(case_dir / "d.npy"))
         assert ok.code == 0, ok.err
     finally:
         os.umask(old)

@@ -28,6 +28,7 @@ def _options(data, out, **extra):
     return tiny_options(data, out, **{"batch_size": 40, "epochs": 2, **extra})
 
 
+@pytest.mark.slow
 def test_resume_in_the_other_form_matches_within_tolerance(small_digits, tmp_path):
     console, buf = _console()
     cfg, _ = prepare(_options(small_digits, tmp_path / "run"))
@@ -63,6 +64,7 @@ def test_unknown_form_is_a_one_line_error(small_digits, tmp_path):
         prepare(_options(small_digits, tmp_path / "x", form="turbo"))
 
 
+@pytest.mark.slow
 def test_checkpoints_of_both_forms_load_into_the_reference_model(small_digits, tmp_path):
     """Weights trained in the fast form evaluate identically in the reference model `eval` builds."""
     from acmix_deploy.nn.acmix_train import to_form

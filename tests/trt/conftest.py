@@ -1,11 +1,11 @@
-"""Fixtures: the tiny ACmix-like export in fp32 / fp16 / int8, and the installed TensorRT flavour."""
+"""Fixtures: the tiny ACmix-like export (tests/conftest.py `trained`) in fp32 / fp16 / int8, and the
+installed TensorRT flavour."""
 
 from __future__ import annotations
 
 import pytest
 
 from acmix_deploy.errors import AcmixError
-from tests.tiny_onnx_models import TrainedDigits, cached_trained
 
 
 @pytest.fixture(scope="session")
@@ -21,11 +21,6 @@ def trt_flavour() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> TrainedDigits:
-    return cached_trained(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
 def onnx_variants(trained, tmp_path_factory) -> dict:
     """fp32, fp16 and int8 versions of the tiny model (verified on held-out digits)."""
     from acmix_deploy.precision.fp16 import convert_fp16
@@ -37,10 +32,3 @@ def onnx_variants(trained, tmp_path_factory) -> dict:
     int8 = quantize_int8(trained.onnx_path, out / "tiny.int8.onnx", calib_data=trained.heldout_npy, calib_size=64,
                          holdout=64, record=False)
     return {"fp32": trained.onnx_path, "fp16": fp16.path, "int8": int8.path}
-
-
-@pytest.fixture()
-def artifacts(tmp_path, monkeypatch):
-    ws = tmp_path / "artifacts"
-    monkeypatch.setenv("ACMIX_DEPLOY_WORKSPACE", str(ws))
-    return ws
