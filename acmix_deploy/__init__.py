@@ -30,6 +30,8 @@ _EXPORTS = {
     "convert_fp16": "acmix_deploy.precision.fp16",
     "quantize_int8": "acmix_deploy.precision.int8",
     "build_engine": "acmix_deploy.trt.build",
+    "build_pipeline": "acmix_deploy.pipeline",  # all of the above in one call, as build-trt does
+    "PipelineOptions": "acmix_deploy.pipeline",
     # measuring and checking
     "benchmark": "acmix_deploy.bench.run:bench",
     "profile_model": "acmix_deploy.bench.profile:profile",

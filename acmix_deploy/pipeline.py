@@ -210,8 +210,8 @@ def _build(options: PipelineOptions, path: Path, name: str | None, flavour: str)
 
     return build_engine(
         path, options.output, min_batch=options.min_batch, opt_batch=options.opt_batch,
-        max_batch=options.max_batch, workspace=options.trt_workspace, runtime=flavour,
+        max_batch=options.max_batch, trt_workspace=options.trt_workspace, runtime=flavour,
         timing_cache=options.timing_cache, opt_level=options.opt_level,
         compute_capabilities=options.compute_capabilities or None, model=name,
-        artifact_workspace=options.workspace, progress=options.progress,
+        workspace=options.workspace, progress=options.progress,
     )

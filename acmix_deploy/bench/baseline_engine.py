@@ -56,7 +56,7 @@ def _build(engine: ws.Artifact, baseline: str, size: tuple[int, int], workspace,
         path = convert_fp16(path, model=baseline, workspace=workspace).path
     say(f"baseline {baseline}: building a {side.precision} {side.trt_flavour} engine for batch {lo}..{hi}")
     built = build_engine(path, min_batch=lo, opt_batch=opt, max_batch=hi, runtime=side.trt_flavour,
-                         model=baseline, artifact_workspace=workspace, progress=False)
+                         model=baseline, workspace=workspace, progress=False)
     return built.path
 
 

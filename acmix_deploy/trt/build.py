@@ -156,30 +156,30 @@ def build_engine(
     min_batch: int = 1,
     opt_batch: int = 8,
     max_batch: int = 32,
-    workspace: str | int = "4GiB",
+    trt_workspace: str | int = "4GiB",
     runtime: str = "auto",
     timing_cache: str | os.PathLike[str] | None = None,
     opt_level: int | None = None,
     compute_capabilities: list[str] | None = None,
     model: str | None = None,
-    artifact_workspace: str | os.PathLike[str] | None = None,
+    workspace: str | os.PathLike[str] | None = None,
     progress: bool = True,
     record: bool = True,
 ) -> BuildResult:
     """ONNX -> serialized engine + `<engine>.json` sidecar (see the module docstring).
 
-    `workspace` is TensorRT's scratch-memory limit; `artifact_workspace` the acmix-deploy artifact
-    folder the engine is recorded in. `compute_capabilities` (TensorRT-RTX only): e.g. ["8.6", "8.9"].
+    `trt_workspace` is TensorRT's scratch-memory limit; `workspace` the acmix-deploy artifact folder the
+    engine is recorded in (the CLI's --trt-workspace / --workspace). `compute_capabilities` (TensorRT-RTX only): e.g. ["8.6", "8.9"].
     """
     onnx_path = Path(onnx_path)
     proto = load_model(onnx_path, load_external_data=False)  # one-line error if missing or unreadable
     trt, flavour, version = load_trt(runtime)
-    pool = parse_size(workspace)
+    pool = parse_size(trt_workspace)
     if opt_level is not None and not 0 <= opt_level <= 5:
         raise AcmixError(f"--opt-level must be 0..5, got {opt_level}")
     name = model or model_name(proto, onnx_path)
-    dest = Path(output) if output else default_engine_path(onnx_path, name, flavour, artifact_workspace)
-    _check_destinations(onnx_path, dest, timing_cache, artifact_workspace if record else None, record)
+    dest = Path(output) if output else default_engine_path(onnx_path, name, flavour, workspace)
+    _check_destinations(onnx_path, dest, timing_cache, workspace if record else None, record)
 
     net = _parse(trt, onnx_path)
     config = net.builder.create_builder_config()
@@ -212,12 +212,12 @@ def build_engine(
         },
     )
     _write(dest, data, sidecar, onnx_path, config, settings.timing_cache)
-    if record and ws.is_inside(dest, artifact_workspace):
+    if record and ws.is_inside(dest, workspace):
         ws.record(
             ws.ENGINE, name, dest,
             {"precision": sidecar.precision, "runtime": flavour, "version": version,
              "batch": [min_batch, opt_batch, max_batch], "onnx": str(onnx_path.resolve())},
-            artifact_workspace,
+            workspace,
         )
     return BuildResult(dest, sidecar_path(dest), sidecar, seconds, settings.warnings, io.notes)
 
@@ -350,7 +350,7 @@ def _write(dest: Path, data: bytes, sidecar: Sidecar, onnx_path: Path, config, t
 
 def _check_destinations(
     onnx_path: Path, dest: Path, timing_cache: str | os.PathLike[str] | None,
-    artifact_workspace: str | os.PathLike[str] | None, record: bool,
+    workspace: str | os.PathLike[str] | None, record: bool,
 ) -> None:
     """Engine, sidecar, timing cache and manifest: all writable and none of them the input, checked
     before the (long) build so that a refusal never leaves one half of an engine behind."""
@@ -365,7 +365,7 @@ def _check_destinations(
         check_collisions({"--onnx": onnx_path}, {"--timing-cache": timing_cache})
     check_collisions({"--onnx": onnx_path}, outputs)
     if record:
-        ws.check_manifest(artifact_workspace)
+        ws.check_manifest(workspace)
 
 
 def _build(trt: ModuleType, builder, network, config, progress: bool):

@@ -21,7 +21,7 @@ from tests.tiny_onnx_models import static_batch_copy
 def engines(trt_flavour, onnx_variants, tmp_path_factory):
     out = tmp_path_factory.mktemp("engines")
     return {
-        p: build_engine(path, out / f"tiny.{p}.engine", min_batch=1, opt_batch=4, max_batch=16, workspace="256MiB",
+        p: build_engine(path, out / f"tiny.{p}.engine", min_batch=1, opt_batch=4, max_batch=16, trt_workspace="256MiB",
                         progress=False, record=False)
         for p, path in onnx_variants.items()
     }
@@ -83,7 +83,7 @@ def test_bad_requests_fail_in_one_line(trt_flavour, trained, tmp_path):
     with pytest.raises(AcmixError, match="--min-batch"):
         build_engine(trained.onnx_path, tmp_path / "a.engine", min_batch=8, opt_batch=4, progress=False, record=False)
     with pytest.raises(AcmixError, match="bad size"):
-        build_engine(trained.onnx_path, tmp_path / "a.engine", workspace="lots", progress=False, record=False)
+        build_engine(trained.onnx_path, tmp_path / "a.engine", trt_workspace="lots", progress=False, record=False)
     with pytest.raises(AcmixError, match="--opt-level must be 0..5"):
         build_engine(trained.onnx_path, tmp_path / "a.engine", opt_level=9, progress=False, record=False)
     # an op TensorRT does not know: the parser's message, one line, nothing written
