@@ -119,7 +119,7 @@ def test_every_command_speaks_one_vocabulary():
                 assert p.is_flag and "stdout" in p.help, (command, p.help)
     assert with_workspace == _WORKSPACE_COMMANDS
     assert with_json == _JSON_COMMANDS
-    help_text = CliRunner().invoke(app, ["build-trt", "--help"], env={"COLUMNS": "200"}).output
+    help_text = run_cli("build-trt", "--help", env={"COLUMNS": "200"}).out
     assert "--trt-workspace" in help_text and "--workspace" in help_text and "--artifacts" not in help_text
 
 

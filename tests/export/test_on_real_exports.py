@@ -104,7 +104,7 @@ def test_int8_plan_on_a_real_export(name, small_export, tmp_path):
 def test_bench_times_a_real_export(small_export, tmp_path):
     path = small_export("pvt_s").path  # fixed batch 2
     run = run_cli("bench", "--onnx", path, "--batch", "2", "--iterations", "2", "--warmup-iterations", "0", "--no-memory",
-                  "--threads", "1", "--json", tmp_path / "b.json")
+                  "--threads", "1", "-o", tmp_path / "b.json")
     assert run.code == 0, run.err
     import json
 
