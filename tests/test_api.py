@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import shutil
 import subprocess
@@ -35,6 +36,21 @@ def test_import_and_dir_import_no_heavy_backend():
     report = json.loads(out)
     assert report["heavy"] == []
     assert set(FUNCTIONS) <= set(report["names"])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["export", "--help"], ["build-trt", "--help"], ["bench", "--help"]])
+def test_help_imports_no_heavy_backend(argv):
+    code = (
+        "import json, sys\n"
+        "from acmix_deploy.cli import main\n"
+        f"sys.argv = ['acmix-deploy', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "COLUMNS": "120"})
+    assert "Usage" in out.stdout and len(out.stdout.splitlines()) > 5
+    assert json.loads(out.stderr.strip().splitlines()[-1]) == []
 
 
 def _all_submodules() -> list[str]:
