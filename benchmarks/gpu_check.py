@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's a
 
 import typer  # noqa: E402
 
-from acmix_deploy.errors import AcmixError  # noqa: E402
 from acmix_deploy.cli import gpu_check_output as gpu_cli  # noqa: E402
+from acmix_deploy.cli._entry import run  # noqa: E402
 
 
 def main(
@@ -33,9 +33,7 @@ def main(
     raise typer.Exit(gpu_cli.run_cli(output_dir, quick, device, budget_s, workdir, only))
 
 
-if __name__ == "__main__":
-    try:
-        typer.run(main)
-    except AcmixError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+if __name__ == "__main__":  # under the CLI's one handler: one-line errors, signals, exit codes
+    app = typer.Typer(add_completion=False)
+    app.command()(main)
+    run(app, None, prog_name="gpu_check.py")

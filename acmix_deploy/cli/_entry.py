@@ -99,14 +99,14 @@ def report(exc: BaseException) -> int:
     return code
 
 
-def run(app: Callable[..., object], argv: list[str] | None) -> None:
+def run(app: Callable[..., object], argv: list[str] | None, prog_name: str = "acmix-deploy") -> None:
     """Run the Typer app under the handler; always ends in SystemExit."""
     with signals_as_exceptions():
         try:
             from acmix_deploy.cli._options import refuse_json_value
 
             refuse_json_value(sys.argv[1:] if argv is None else list(argv))
-            app(args=argv, prog_name="acmix-deploy")
+            app(args=argv, prog_name=prog_name)
         except SystemExit:
             raise
         except BaseException as exc:  # noqa: BLE001 - the one place every failure is turned into a line
