@@ -24,7 +24,7 @@ from acmix_deploy.cli._entry import run  # noqa: E402
 def main(
     output_dir: gpu_cli.OutOption = None,
     quick: gpu_cli.QuickOption = False,
-    device: gpu_cli.DeviceOption = "cuda",
+    device: gpu_cli.DeviceOption = None,
     budget_s: gpu_cli.BudgetOption = None,
     only: gpu_cli.OnlyOption = None,
     workdir: gpu_cli.WorkdirOption = None,

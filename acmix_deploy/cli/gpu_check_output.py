@@ -22,7 +22,8 @@ OutOption = Annotated[
 ]
 QuickOption = Annotated[bool, typer.Option("--quick", help="At most 2 minutes: skips torch.compile and the Swin parity rows.")]
 DeviceOption = Annotated[
-    str, typer.Option("--device", help="cuda: check the GPU paths; cpu: the dry mode (CPU analogues, tiny models).")
+    str | None,
+    typer.Option("--device", help="cuda: check the GPU paths; cpu: the dry mode (CPU analogues, tiny models) (default: cuda)."),
 ]
 BudgetOption = Annotated[
     float | None, typer.Option("--budget-s", help="Time budget in seconds (default: 300; --quick 120; --device cpu 60).")
@@ -79,14 +80,14 @@ def print_summary(console, report) -> None:
                   f"report: {report.json_path} and {report.markdown_path}", highlight=False, soft_wrap=True)
 
 
-def run_cli(output_dir: Path | None, quick: bool, device: str, budget_s: float | None = None,
+def run_cli(output_dir: Path | None, quick: bool, device: str | None, budget_s: float | None = None,
             workdir: Path | None = None, only: list[str] | None = None) -> int:
     """Run the check with console output; returns the exit status (1 when a row failed)."""
     from acmix_deploy.cli._options import stdout_console
     from acmix_deploy.gpucheck.plan import DEVICES
     from acmix_deploy.gpucheck.run import CheckOptions, run_gpu_check
 
-    device = device.strip().lower()
+    device = (device or "cuda").strip().lower()
     if device not in DEVICES:
         raise AcmixError(f"--device must be cpu or cuda, got {device!r}")
     if budget_s is not None and budget_s <= 0:

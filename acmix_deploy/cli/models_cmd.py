@@ -156,7 +156,7 @@ def doctor_cmd(
     ] = False,
     output_dir: gpu_cli.OutOption = None,
     quick: gpu_cli.QuickOption = False,
-    device: gpu_cli.DeviceOption = "cuda",
+    device: gpu_cli.DeviceOption = None,
     budget_s: gpu_cli.BudgetOption = None,
     only: gpu_cli.OnlyOption = None,
     workdir: gpu_cli.WorkdirOption = None,
@@ -164,7 +164,7 @@ def doctor_cmd(
     """Which backends are importable, their versions, and the GPU; --gpu-check runs the GPU paths."""
     if gpu_check:
         raise typer.Exit(gpu_cli.run_cli(output_dir, quick, device, budget_s, workdir, only))
-    if output_dir is not None or quick or budget_s is not None or workdir is not None or only:
+    if output_dir is not None or quick or device is not None or budget_s is not None or workdir is not None or only:
         from acmix_deploy.errors import AcmixError
 
         raise AcmixError("-o, --quick, --device, --budget-s and --only go with --gpu-check")

@@ -200,8 +200,9 @@ def test_bad_options_are_one_line_errors(tmp_path):
     run = [sys.executable, "-m", "acmix_deploy.cli", "doctor"]
     bad_device = subprocess.run(run + ["--gpu-check", "--device", "tpu", "-o", str(tmp_path)], capture_output=True, text=True)
     assert bad_device.returncode == 2 and bad_device.stderr.strip() == "error: --device must be cpu or cuda, got 'tpu'"
-    stray = subprocess.run(run + ["--quick"], capture_output=True, text=True)
-    assert stray.returncode == 2 and stray.stderr.strip().startswith("error: -o, --quick")
+    for option in (["--quick"], ["--device", "cpu"]):  # without --gpu-check they would be ignored
+        stray = subprocess.run(run + option, capture_output=True, text=True)
+        assert stray.returncode == 2 and stray.stderr.strip().startswith("error: -o, --quick"), option
     only = subprocess.run(run + ["--gpu-check", "--device", "cpu", "--only", "gpu", "-o", str(tmp_path)],
                           capture_output=True, text=True)
     assert only.returncode == 2 and only.stderr.strip().startswith("error: --only gpu names no path; paths: torch-eager")
